@@ -1,0 +1,187 @@
+"""Frozen records that flow through hostbatch: hosts, operations, events and results."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+class Secret:
+    """A password, passphrase or enable secret that never shows itself.
+
+    ``str()``, ``repr()`` and formatting all give ``********``; only :meth:`reveal`
+    returns the value, and only transports call it.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    def __str__(self) -> str:
+        return "********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:
+        # Worker processes receive hosts by pickle; the value must survive that.
+        return (Secret, (self._value,))
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to log in to one host. Secrets are :class:`Secret`, never plain strings."""
+
+    username: str | None = None
+    password: Secret | None = None
+    key_file: str | None = None
+    passphrase: Secret | None = None
+    secret: Secret | None = None  # enable secret for network devices
+
+    @property
+    def auth_kind(self) -> str:
+        """``password``, ``key``, ``key+password`` or ``agent`` (nothing given: agent/default keys)."""
+        kinds = [k for k, v in (("key", self.key_file), ("password", self.password)) if v]
+        return "+".join(kinds) if kinds else "agent"
+
+
+@dataclass(frozen=True)
+class Host:
+    """One host or device, with every value resolved (host over group over defaults)."""
+
+    name: str
+    hostname: str
+    port: int = 22
+    credentials: Credentials = field(default_factory=Credentials)
+    groups: tuple[str, ...] = ()
+    transport: str | None = None  # asyncssh | paramiko | netmiko; None: the run's default
+    device_type: str | None = None  # netmiko device type, e.g. cisco_ios
+    proxy_jump: str | None = None
+    source: str | None = None  # "path:line" where the host was defined
+
+    @property
+    def username(self) -> str | None:
+        return self.credentials.username
+
+
+@dataclass(frozen=True)
+class Command:
+    """A shell command to run on every selected host."""
+
+    text: str
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Files to copy to (put) or from (get) every selected host."""
+
+    direction: Literal["put", "get"]
+    sources: tuple[str, ...]
+    destination: str
+    recursive: bool = False
+    preserve: bool = False
+    verify: bool = False
+
+
+class Status(enum.Enum):
+    """How one host's operation ended. The order is the summary's order."""
+
+    OK = "ok"
+    FAILED = "command failed"  # ran, exited non-zero
+    UNREACHABLE = "unreachable"
+    AUTH_FAILED = "auth failed"
+    HOSTKEY = "host key rejected"
+    TIMEOUT = "timed out"
+    ERROR = "error"
+
+    @property
+    def reached(self) -> bool:
+        """True when the host was connected and authenticated."""
+        return self in (Status.OK, Status.FAILED, Status.TIMEOUT, Status.ERROR)
+
+
+Stream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """What one host did: its exit status and output, or why it could not."""
+
+    host: str
+    status: Status
+    exit_status: int | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    error: str | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    truncated: bool = False  # output exceeded the in-memory cap; the tail was kept
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    @property
+    def elapsed(self) -> float:
+        return max(0.0, self.ended - self.started)
+
+    @property
+    def stdout_text(self) -> str:
+        return self.stdout.decode("utf-8", errors="replace")
+
+    @property
+    def stderr_text(self) -> str:
+        return self.stderr.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class Started:
+    """A host's operation began (connection attempt starts)."""
+
+    host: str
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    """Bytes a host wrote on stdout or stderr, as they arrived."""
+
+    host: str
+    stream: Stream
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Transfer progress for one host."""
+
+    host: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A host's operation ended; carries its result."""
+
+    result: HostResult
+
+    @property
+    def host(self) -> str:
+        return self.result.host
+
+
+Event = Started | OutputChunk | Progress | Finished

@@ -1,0 +1,1 @@
+"""hostbatch.output."""
