@@ -52,7 +52,7 @@ class Credentials:
 
     @property
     def auth_kind(self) -> str:
-        """``password``, ``key``, ``key+password`` or ``agent`` (nothing given: agent/default keys)."""
+        """``password``, ``key``, ``key+password``, or ``agent`` (agent and default keys)."""
         kinds = [k for k, v in (("key", self.key_file), ("password", self.password)) if v]
         return "+".join(kinds) if kinds else "agent"
 

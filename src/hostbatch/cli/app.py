@@ -1,0 +1,30 @@
+"""The ``hostbatch`` command."""
+
+from __future__ import annotations
+
+import click
+
+from hostbatch import __version__
+from hostbatch.cli.common import CONTEXT_SETTINGS
+from hostbatch.cli.hosts import hosts_command
+
+EPILOG = """\b
+Exit codes:
+  0  every host ok
+  1  some commands exited non-zero (all hosts reached)
+  2  bad usage or inventory (nothing was run)
+  3  some hosts could not be reached, authenticated or timed out
+"""
+
+
+@click.group(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
+@click.version_option(__version__, prog_name="hostbatch")
+def cli() -> None:
+    """Run commands and move files on many hosts and network devices at once over SSH."""
+
+
+cli.add_command(hosts_command)
+
+
+def main() -> None:
+    cli(prog_name="hostbatch")

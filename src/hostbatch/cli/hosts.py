@@ -1,0 +1,88 @@
+"""``hostbatch hosts``: the selected hosts as a table or JSON (the seed's "view host info")."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from hostbatch.cli.common import Selection, handle_errors, load_selection, selection_options
+from hostbatch.models import Host
+
+MASK = "********"
+COLUMNS = ("NAME", "GROUPS", "ADDRESS", "PORT", "USER", "AUTH", "TRANSPORT")
+
+
+def host_record(host: Host) -> dict[str, Any]:
+    """A host as a JSON-able dict; secrets masked, never revealed."""
+    creds = host.credentials
+    return {
+        "name": host.name,
+        "groups": list(host.groups),
+        "hostname": host.hostname,
+        "port": host.port,
+        "username": creds.username,
+        "auth": creds.auth_kind,
+        "password": MASK if creds.password else None,
+        "key_file": creds.key_file,
+        "passphrase": MASK if creds.passphrase else None,
+        "secret": MASK if creds.secret else None,
+        "transport": host.transport or "asyncssh",
+        "device_type": host.device_type,
+        "proxy_jump": host.proxy_jump,
+        "source": host.source,
+    }
+
+
+def format_table(hosts: list[Host]) -> str:
+    rows = [
+        (
+            h.name,
+            ",".join(h.groups) or "-",
+            h.hostname,
+            str(h.port),
+            h.credentials.username or "-",
+            h.credentials.auth_kind,
+            (h.transport or "asyncssh") + (f" ({h.device_type})" if h.device_type else ""),
+        )
+        for h in hosts
+    ]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+@click.command("hosts")
+@selection_options
+@click.argument("patterns", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one list) for scripts.")
+@handle_errors
+def hosts_command(
+    inventory: tuple[str, ...],
+    hosts: tuple[str, ...],
+    groups: tuple[str, ...],
+    patterns: tuple[str, ...],
+    ask_pass: bool,
+    ssh_config: str,
+    as_json: bool,
+) -> None:
+    """List the selected hosts: name, groups, address, port, user, auth kind, transport.
+
+    Passwords are always shown masked.
+
+    \b
+    Examples:
+      hostbatch hosts                          every host
+      hostbatch hosts -g web_clusters,db_servers
+      hostbatch hosts 'web[01-03]' '!web02' --json
+    """
+    selection = Selection(inventory, hosts, groups, patterns, ask_pass, ssh_config)
+    _, selected = load_selection(selection)
+    if as_json:
+        click.echo(json.dumps([host_record(h) for h in selected], indent=2))
+    else:
+        click.echo(format_table(selected))
+        click.echo(f"{len(selected)} host(s)", err=True)

@@ -1,0 +1,190 @@
+"""YAML inventories.
+
+Two shapes are accepted.
+
+The netmiko list style our users already keep (each top-level key is a group; a host is
+named by ``name``, else by its ``host``/``ip``)::
+
+    routers:
+      - {device_type: cisco_ios, ip: 10.0.0.1, username: admin, password: secret}
+
+The structured form (host over group over defaults)::
+
+    defaults: {username: ops}
+    groups:
+      web: {port: 2222}                    # values shared by the group's hosts
+    hosts:
+      web01: {hostname: 10.0.0.11, groups: [web]}
+
+A group's entry under ``groups`` may also hold ``hosts:`` (a list of names, or a mapping
+of name to values), and a top-level group may be a mapping of host name to values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml as pyyaml
+
+from hostbatch.errors import InventoryError
+from hostbatch.inventory.records import (
+    SECRET_KEYS,
+    HostDefinition,
+    Layer,
+    LoadResult,
+    Located,
+    canonical_key,
+    warn_if_exposed,
+)
+
+STRUCTURED_KEYS = frozenset({"defaults", "groups", "hosts"})
+
+
+class _Reader:
+    """Walks a composed YAML node tree, keeping line numbers for every value."""
+
+    def __init__(self, path: Path, result: LoadResult) -> None:
+        self.path = path
+        self.result = result
+        self.holds_secrets = False
+
+    def fail(self, node: pyyaml.Node, message: str) -> InventoryError:
+        return InventoryError(message, path=str(self.path), line=node.start_mark.line + 1)
+
+    def scalar(self, node: pyyaml.Node, what: str) -> str:
+        if not isinstance(node, pyyaml.ScalarNode):
+            raise self.fail(node, f"{what} must be a single value, not a list or mapping")
+        return str(node.value)
+
+    def mapping(self, node: pyyaml.Node, what: str) -> list[tuple[str, pyyaml.Node, int]]:
+        if isinstance(node, pyyaml.ScalarNode) and node.value in ("", "~", "null"):
+            return []
+        if not isinstance(node, pyyaml.MappingNode):
+            raise self.fail(node, f"{what} must be a mapping (key: value)")
+        return [
+            (self.scalar(key, "a key"), value, key.start_mark.line + 1) for key, value in node.value
+        ]
+
+    def sequence(self, node: pyyaml.Node, what: str) -> list[pyyaml.Node]:
+        if not isinstance(node, pyyaml.SequenceNode):
+            raise self.fail(node, f"{what} must be a list")
+        return list(node.value)
+
+    def values(self, node: pyyaml.Node, what: str) -> tuple[Layer, list[str], str | None]:
+        """A host's or group's values, its ``groups`` list and its ``name``."""
+        return self.pair_values(self.mapping(node, what))
+
+    def pair_values(
+        self, pairs: list[tuple[str, pyyaml.Node, int]]
+    ) -> tuple[Layer, list[str], str | None]:
+        layer: Layer = {}
+        groups: list[str] = []
+        name: str | None = None
+        for key, value, line in pairs:
+            if key == "groups":
+                items = value.value if isinstance(value, pyyaml.SequenceNode) else [value]
+                groups = [self.scalar(item, "a group name") for item in items]
+                continue
+            if key == "name":
+                name = self.scalar(value, "name")
+                continue
+            located = Located(self.scalar(value, f"'{key}'"), str(self.path), line)
+            canonical = canonical_key(key, located, self.result.warnings)
+            if canonical is not None:
+                layer[canonical] = located
+                self.holds_secrets |= canonical in SECRET_KEYS
+        return layer, groups, name
+
+    def add_host(
+        self,
+        name: str,
+        node: pyyaml.Node,
+        groups: list[str],
+        outer: list[Layer],
+        read: tuple[Layer, list[str], str | None] | None = None,
+    ) -> None:
+        own: Layer = {}
+        own_groups: list[str] = []
+        if read is not None:
+            own, own_groups, _ = read
+        elif not isinstance(node, pyyaml.ScalarNode):  # a bare name has no values
+            own, own_groups, _ = self.values(node, f"host '{name}'")
+        self.result.definitions.append(
+            HostDefinition(
+                name=name,
+                path=str(self.path),
+                line=node.start_mark.line + 1,
+                groups=list(dict.fromkeys([*groups, *own_groups])),
+                layers=[own, *outer],
+            )
+        )
+
+    def add_host_list(self, node: pyyaml.Node, group: str | None, outer: list[Layer]) -> None:
+        """A list of netmiko-style dicts, or of host names, or a mapping name -> values."""
+        groups = [group] if group else []
+        if isinstance(node, pyyaml.MappingNode):
+            for name, value, _ in self.mapping(node, "hosts"):
+                if isinstance(value, pyyaml.ScalarNode) and value.value not in ("", "~", "null"):
+                    raise self.fail(value, f"host '{name}' must be a mapping of values")
+                self.add_host(name, value, groups, outer)
+            return
+        for item in self.sequence(node, "hosts"):
+            if isinstance(item, pyyaml.ScalarNode):
+                self.add_host(str(item.value), item, groups, outer)
+                continue
+            read = self.values(item, "a host")
+            layer, _, given = read
+            host_name = given or (layer["hostname"].value if "hostname" in layer else None)
+            if host_name is None:
+                raise self.fail(item, "host has no 'name', 'host' or 'ip'")
+            self.add_host(host_name, item, groups, outer, read)
+
+
+def _structured(reader: _Reader, top: list[tuple[str, pyyaml.Node, int]]) -> None:
+    sections = {key: node for key, node, _ in top}
+    defaults: Layer = {}
+    if "defaults" in sections:
+        defaults, _, _ = reader.values(sections["defaults"], "defaults")
+    group_layers: dict[str, Layer] = {}
+    groups = reader.mapping(sections["groups"], "groups") if "groups" in sections else []
+    for group, node, _ in groups:
+        reader.result.group_order.append(group)
+        pairs = reader.mapping(node, f"group '{group}'")
+        members = next((v for k, v, _ in pairs if k == "hosts"), None)
+        group_layers[group], _, _ = reader.pair_values([p for p in pairs if p[0] != "hosts"])
+        if members is not None:
+            reader.add_host_list(members, group, [group_layers[group], defaults])
+    if "hosts" in sections:
+        before = len(reader.result.definitions)
+        reader.add_host_list(sections["hosts"], None, [])
+        for definition in reader.result.definitions[before:]:
+            outer = [group_layers.get(g, {}) for g in definition.groups]
+            definition.layers = [definition.layers[0], *outer, defaults]
+
+
+def load_yaml(path: Path, result: LoadResult) -> None:
+    """Load a YAML inventory (either shape) into *result*."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = pyyaml.compose(text, Loader=pyyaml.SafeLoader)
+    except pyyaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise InventoryError(
+            f"YAML syntax error: {exc.problem}", path=str(path), line=line
+        ) from None
+    except (OSError, UnicodeDecodeError, pyyaml.YAMLError) as exc:
+        raise InventoryError(f"cannot read inventory file: {exc}", path=str(path)) from None
+    if root is None:
+        return
+    reader = _Reader(path, result)
+    if isinstance(root, pyyaml.SequenceNode):
+        reader.add_host_list(root, None, [])
+    else:
+        top = reader.mapping(root, "the top level")
+        if top and {key for key, _, _ in top} <= STRUCTURED_KEYS:
+            _structured(reader, top)
+        else:
+            for group, node, _ in top:
+                result.group_order.append(group)
+                reader.add_host_list(node, group, [])
+    warn_if_exposed(path, reader.holds_secrets, result.warnings)
