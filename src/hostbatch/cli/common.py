@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import getpass
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -99,8 +98,13 @@ def selection_options(func: F) -> F:
     return func
 
 
+def ask_password(text: str) -> str:
+    """Prompt without echo (works on a terminal and with piped input)."""
+    return str(click.prompt(text, hide_input=True, prompt_suffix="", err=True))
+
+
 def load_selection(
-    selection: Selection, *, prompt: Callable[[str], str] = getpass.getpass
+    selection: Selection, *, prompt: Callable[[str], str] = ask_password
 ) -> tuple[Inventory, list[Host]]:
     """Load the inventory, print its warnings, apply --ask-pass, and select hosts."""
     inventory = load_inventory(selection.inventory, ssh_config=selection.ssh_config or None)

@@ -16,8 +16,9 @@ The structured form (host over group over defaults)::
     hosts:
       web01: {hostname: 10.0.0.11, groups: [web]}
 
-A group's entry under ``groups`` may also hold ``hosts:`` (a list of names, or a mapping
-of name to values), and a top-level group may be a mapping of host name to values.
+A group's entry under ``groups`` may also hold ``hosts:``, a list of names defined under
+the top-level ``hosts:``. In the netmiko style a group may also be a mapping of host name
+to values.
 """
 
 from __future__ import annotations
@@ -146,20 +147,28 @@ def _structured(reader: _Reader, top: list[tuple[str, pyyaml.Node, int]]) -> Non
     if "defaults" in sections:
         defaults, _, _ = reader.values(sections["defaults"], "defaults")
     group_layers: dict[str, Layer] = {}
+    members: dict[str, list[str]] = {}  # host name -> groups that list it under hosts:
     groups = reader.mapping(sections["groups"], "groups") if "groups" in sections else []
     for group, node, _ in groups:
         reader.result.group_order.append(group)
         pairs = reader.mapping(node, f"group '{group}'")
-        members = next((v for k, v, _ in pairs if k == "hosts"), None)
         group_layers[group], _, _ = reader.pair_values([p for p in pairs if p[0] != "hosts"])
-        if members is not None:
-            reader.add_host_list(members, group, [group_layers[group], defaults])
+        for key, value, _ in pairs:
+            if key == "hosts":
+                for item in reader.sequence(value, f"group '{group}' hosts"):
+                    members.setdefault(reader.scalar(item, "a host name"), []).append(group)
+    before = len(reader.result.definitions)
     if "hosts" in sections:
-        before = len(reader.result.definitions)
         reader.add_host_list(sections["hosts"], None, [])
-        for definition in reader.result.definitions[before:]:
-            outer = [group_layers.get(g, {}) for g in definition.groups]
-            definition.layers = [definition.layers[0], *outer, defaults]
+    defined = {d.name for d in reader.result.definitions[before:]}
+    if missing := [name for name in members if name not in defined]:
+        raise reader.fail(sections["groups"], f"group member '{missing[0]}' is not under hosts:")
+    for definition in reader.result.definitions[before:]:
+        definition.groups = list(
+            dict.fromkeys([*definition.groups, *members.get(definition.name, [])])
+        )
+        outer = [group_layers.get(g, {}) for g in definition.groups]
+        definition.layers = [definition.layers[0], *outer, defaults]
 
 
 def load_yaml(path: Path, result: LoadResult) -> None:
