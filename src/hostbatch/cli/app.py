@@ -7,11 +7,12 @@ import click
 from hostbatch import __version__
 from hostbatch.cli.common import CONTEXT_SETTINGS
 from hostbatch.cli.hosts import hosts_command
+from hostbatch.cli.run import run_command
 
 EPILOG = """\b
 Exit codes:
   0  every host ok
-  1  some commands exited non-zero (all hosts reached)
+  1  some commands exited non-zero, timed out or failed (all hosts reached)
   2  bad usage or inventory (nothing was run)
   3  some hosts could not be reached, authenticated or timed out
 """
@@ -24,6 +25,7 @@ def cli() -> None:
 
 
 cli.add_command(hosts_command)
+cli.add_command(run_command)
 
 
 def main() -> None:

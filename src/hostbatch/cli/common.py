@@ -11,7 +11,7 @@ import click
 
 from hostbatch.errors import HostbatchError
 from hostbatch.inventory import Inventory, load_inventory
-from hostbatch.models import Host, Secret
+from hostbatch.models import Host, HostResult, Secret, Status
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,6 +23,16 @@ EXIT_COMMAND_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
+
+
+def exit_code_for(results: dict[str, HostResult]) -> int:
+    """3 if any host was not reached (unreachable, auth, host key), else 1 if any failed."""
+    statuses = {r.status for r in results.values()}
+    if any(not s.reached for s in statuses):
+        return EXIT_UNREACHABLE
+    if statuses - {Status.OK}:
+        return EXIT_COMMAND_FAILED
+    return EXIT_OK
 
 
 def warn(message: str) -> None:

@@ -1,0 +1,158 @@
+"""The Python API: ``run()`` and its async twin ``run_async()``, and ``stream()`` for events.
+
+The one place that turns a selection into a Plan and hands it to an executor::
+
+    import hostbatch
+    results = hostbatch.run("df -h", hosts="h1,h2", groups="web_clusters", inventory="inventory/")
+    for name, result in results.items():
+        print(name, result.exit_status, result.stdout_text)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hostbatch.engine.executors import execute
+from hostbatch.engine.limits import Limits
+from hostbatch.engine.plan import Plan
+from hostbatch.errors import UsageError
+from hostbatch.inventory import Inventory, load_inventory
+from hostbatch.models import Command, Event, Finished, Host, HostResult
+from hostbatch.transport.base import ConnectOptions
+from hostbatch.transport.registry import DEFAULT
+
+HostSpec = str | Host | Mapping[str, Any]
+InventorySpec = Inventory | str | Path | Sequence[str | Path] | None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Knobs shared by run(), run_async() and stream()."""
+
+    limits: Limits = field(default_factory=Limits)
+    connect: ConnectOptions = field(default_factory=ConnectOptions)
+    transport: str = DEFAULT
+
+
+def _inventory(spec: InventorySpec) -> Inventory:
+    if isinstance(spec, Inventory):
+        return spec
+    if spec is None:
+        return load_inventory()
+    paths = [spec] if isinstance(spec, str | Path) else list(spec)
+    return load_inventory(paths)
+
+
+def select_hosts(
+    hosts: HostSpec | Sequence[HostSpec] | None,
+    groups: str | Sequence[str] | None,
+    inventory: InventorySpec,
+    patterns: str | Sequence[str] | None = None,
+) -> list[Host]:
+    """Resolve the API's ``hosts=`` / ``groups=`` into Host records.
+
+    ``hosts`` may be names and patterns (looked up in the inventory) or ready Host records.
+    """
+    given = [hosts] if isinstance(hosts, str | Host | Mapping) else list(hosts or [])
+    records = [h for h in given if isinstance(h, Host)]
+    names = [h for h in given if isinstance(h, str)]
+    if any(isinstance(h, Mapping) for h in given):
+        raise UsageError("host dicts (netmiko style) need the netmiko transport support")
+    if not names and not groups and not patterns:
+        if not records:
+            raise UsageError("no hosts given: pass hosts=..., groups=... or patterns=...")
+        return records
+    selected = _inventory(inventory).select(hosts=names or None, groups=groups, patterns=patterns)
+    known = {h.name for h in records}
+    return records + [h for h in selected if h.name not in known]
+
+
+def make_plan(command: str | Command, hosts: Sequence[Host], options: RunOptions) -> Plan:
+    operation = command if isinstance(command, Command) else Command(command)
+    if not operation.text.strip():
+        raise UsageError("the command is empty")
+    return Plan(operation, tuple(hosts), options.limits, options.connect, options.transport)
+
+
+async def run_plan(
+    plan: Plan, on_event: Callable[[Event], None] | None = None
+) -> dict[str, HostResult]:
+    """Execute *plan*; results keyed by host name, in the plan's host order."""
+    finished: dict[str, HostResult] = {}
+
+    def emit(event: Event) -> None:
+        if isinstance(event, Finished):
+            finished[event.host] = event.result
+        if on_event is not None:
+            on_event(event)
+
+    await execute(plan, emit)
+    return {h.name: finished[h.name] for h in plan.hosts}
+
+
+async def run_async(
+    command: str | Command,
+    hosts: HostSpec | Sequence[HostSpec] | None = None,
+    groups: str | Sequence[str] | None = None,
+    inventory: InventorySpec = None,
+    *,
+    patterns: str | Sequence[str] | None = None,
+    options: RunOptions | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> dict[str, HostResult]:
+    """Run *command* on the selected hosts; ``{host name: HostResult}``.
+
+    One host's failure is in its HostResult (status, error), never an exception; only
+    bad input for the whole run (unknown host or group, bad inventory) raises.
+    """
+    selected = select_hosts(hosts, groups, inventory, patterns)
+    return await run_plan(make_plan(command, selected, options or RunOptions()), on_event)
+
+
+def run(
+    command: str | Command,
+    hosts: HostSpec | Sequence[HostSpec] | None = None,
+    groups: str | Sequence[str] | None = None,
+    inventory: InventorySpec = None,
+    *,
+    patterns: str | Sequence[str] | None = None,
+    options: RunOptions | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> dict[str, HostResult]:
+    """Blocking twin of :func:`run_async` (the seed's ``{ip: output}``, done properly)."""
+    return asyncio.run(
+        run_async(
+            command, hosts, groups, inventory, patterns=patterns, options=options, on_event=on_event
+        )
+    )
+
+
+async def stream(
+    command: str | Command,
+    hosts: HostSpec | Sequence[HostSpec] | None = None,
+    groups: str | Sequence[str] | None = None,
+    inventory: InventorySpec = None,
+    *,
+    patterns: str | Sequence[str] | None = None,
+    options: RunOptions | None = None,
+) -> AsyncIterator[Event]:
+    """Events as they happen (Started, OutputChunk, Finished); ends after the last host."""
+    selected = select_hosts(hosts, groups, inventory, patterns)
+    plan = make_plan(command, selected, options or RunOptions())
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    task = asyncio.create_task(run_plan(plan, queue.put_nowait))
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        await task  # re-raise a failure of the run itself
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,252 @@
+"""The default transport: asyncssh, natively asynchronous.
+
+Every asyncssh and socket exception is translated into hostbatch's errors here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from hostbatch.errors import (
+    AuthenticationError,
+    CommandTimeout,
+    ConnectError,
+    ConnectTimeout,
+    HostKeyError,
+    RemoteFileError,
+    TransportError,
+)
+from hostbatch.models import Host
+from hostbatch.transport import hostkeys
+from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink
+
+READ_SIZE = 65536
+CLOSE_TIMEOUT = 2.0
+_key_cache: dict[tuple[str, str | None], asyncssh.SSHKey] = {}
+_known_cache: dict[tuple[str, float], asyncssh.SSHKnownHosts] = {}
+
+
+def _load_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
+    """Read a private key once per process (many hosts share one key file)."""
+    cache_key = (path, passphrase)
+    if cache_key not in _key_cache:
+        try:
+            _key_cache[cache_key] = asyncssh.read_private_key(path, passphrase)
+        except (OSError, asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+            reason = "wrong or missing passphrase" if "passphrase" in str(exc).lower() else exc
+            raise AuthenticationError(f"cannot load key file {path}: {reason}", host=host) from None
+    return _key_cache[cache_key]
+
+
+def _known_hosts(path: Path) -> asyncssh.SSHKnownHosts | bytes:
+    """known_hosts parsed once per process and file version."""
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return b""  # no file: nothing is trusted, unknown keys go to the callback
+    cache_key = (str(path), mtime)
+    if cache_key not in _known_cache:
+        _known_cache.clear()
+        _known_cache[cache_key] = asyncssh.read_known_hosts(str(path))
+    return _known_cache[cache_key]
+
+
+class _Client(asyncssh.SSHClient):
+    """Decides about host keys that known_hosts does not already trust."""
+
+    def __init__(self, host: Host, options: ConnectOptions) -> None:
+        self.host = host
+        self.options = options
+        self.verdict: str | None = None  # "unknown" | "changed"
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        path = self.options.known_hosts_path
+        if hostkeys.is_known(path, self.host.hostname, self.host.port):
+            self.verdict = "changed"
+            return False
+        if self.options.host_keys == "accept-new":
+            line = key.export_public_key("openssh").decode().strip()
+            hostkeys.record(path, self.host.hostname, self.host.port, line)
+            return True
+        self.verdict = "unknown"
+        return False
+
+
+class AsyncsshTransport:
+    """One asyncssh connection to one host."""
+
+    def __init__(self, host: Host, options: ConnectOptions) -> None:
+        self.host = host
+        self.options = options
+        self._conn: asyncssh.SSHClientConnection | None = None
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        creds = self.host.credentials
+        kwargs: dict[str, Any] = {
+            "port": self.host.port,
+            "username": creds.username,
+            "config": None,  # ~/.ssh/config was applied when the inventory was resolved
+            "keepalive_interval": self.options.keepalive,
+            "login_timeout": self.options.connect_timeout,
+        }
+        if self.options.host_keys == "off":
+            kwargs["known_hosts"] = None
+        else:
+            kwargs["known_hosts"] = _known_hosts(self.options.known_hosts_path)
+        if creds.password is not None:
+            kwargs["password"] = creds.password.reveal()
+        if creds.key_file is not None:
+            passphrase = creds.passphrase.reveal() if creds.passphrase else None
+            kwargs["client_keys"] = [_load_key(creds.key_file, passphrase, self.host.name)]
+        elif creds.password is not None:
+            kwargs["client_keys"] = None  # password only: no default keys, no agent
+            kwargs["agent_path"] = None
+        elif not self.options.use_agent:
+            kwargs["agent_path"] = None
+        if self.host.proxy_jump:
+            kwargs["tunnel"] = self.host.proxy_jump
+        return kwargs
+
+    async def connect(self) -> None:
+        client = _Client(self.host, self.options)
+        try:
+            self._conn = await asyncio.wait_for(
+                asyncssh.connect(
+                    self.host.hostname, client_factory=lambda: client, **self._connect_kwargs()
+                ),
+                timeout=self.options.connect_timeout,
+            )
+        except TransportError:
+            raise
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"no SSH handshake within {self.options.connect_timeout:g}s "
+                f"({self.host.hostname}:{self.host.port})",
+                host=self.host.name,
+            ) from None
+        except Exception as exc:
+            raise self._translate(exc, client) from None
+
+    def _translate(self, exc: BaseException, client: _Client) -> TransportError:
+        name, where = self.host.name, f"{self.host.hostname}:{self.host.port}"
+        path = self.options.known_hosts_path
+        if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+            if client.verdict == "changed":
+                return HostKeyError(hostkeys.changed_message(*self._key_target(), path), host=name)
+            return HostKeyError(hostkeys.unknown_message(*self._key_target(), path), host=name)
+        if isinstance(exc, asyncssh.PermissionDenied):
+            kind = self.host.credentials.auth_kind
+            return AuthenticationError(f"authentication failed (offered: {kind})", host=name)
+        if isinstance(exc, ConnectionRefusedError):
+            return ConnectError(f"connection refused ({where})", host=name)
+        if isinstance(exc, asyncssh.DisconnectError | asyncssh.ConnectionLost):
+            return ConnectError(f"connection closed during login: {exc.reason}", host=name)
+        if isinstance(exc, OSError):
+            return ConnectError(f"cannot connect to {where}: {exc.strerror or exc}", host=name)
+        return ConnectError(f"cannot connect to {where}: {type(exc).__name__}: {exc}", host=name)
+
+    def _key_target(self) -> tuple[str, int]:
+        return self.host.hostname, self.host.port
+
+    @property
+    def conn(self) -> asyncssh.SSHClientConnection:
+        if self._conn is None:
+            raise ConnectError("not connected", host=self.host.name)
+        return self._conn
+
+    async def run(self, command: str, output: OutputSink, timeout: float | None) -> int:
+        try:
+            process = await self.conn.create_process(command, encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectError(f"cannot start command: {exc}", host=self.host.name) from None
+        process.stdin.write_eof()
+        try:
+            return await asyncio.wait_for(self._collect(process, output), timeout)
+        except TimeoutError:
+            await self._terminate(process)
+            raise CommandTimeout(
+                f"command timed out after {timeout:g}s; remote process terminated",
+                host=self.host.name,
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectError(
+                f"connection lost during command: {exc}", host=self.host.name
+            ) from None
+
+    async def _collect(self, process: asyncssh.SSHClientProcess[bytes], output: OutputSink) -> int:
+        async def pump(reader: asyncssh.SSHReader[bytes], stream: str) -> None:
+            while chunk := await reader.read(READ_SIZE):
+                output("stdout" if stream == "stdout" else "stderr", chunk)
+
+        await asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
+        completed = await process.wait(check=False)
+        if completed.exit_status is not None and completed.exit_status >= 0:
+            return completed.exit_status
+        if completed.exit_signal:
+            signame = completed.exit_signal[0]
+            number = getattr(signal, f"SIG{signame}", None)
+            return 128 + int(number) if number is not None else 255
+        raise ConnectError("connection lost during command (no exit status)", host=self.host.name)
+
+    async def _terminate(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
+        """Ask the server to signal the command, then close the channel."""
+        with contextlib.suppress(Exception):
+            process.send_signal("TERM")
+            process.send_signal("KILL")
+        with contextlib.suppress(Exception):
+            process.close()
+            await asyncio.wait_for(process.wait_closed(), CLOSE_TIMEOUT)
+
+    async def put(self, local: Path, remote: str, progress: ProgressSink) -> None:
+        temporary = f"{remote}.hostbatch-{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            async with self.conn.start_sftp_client() as sftp:
+                await sftp.put(
+                    str(local),
+                    temporary,
+                    progress_handler=lambda _s, _d, done, total: progress(done, total),
+                )
+                await sftp.posix_rename(temporary, remote)
+        except (asyncssh.SFTPError, OSError) as exc:
+            raise RemoteFileError(f"put {local} -> {remote}: {exc}", host=self.host.name) from None
+        except asyncssh.Error as exc:
+            raise ConnectError(
+                f"connection lost during transfer: {exc}", host=self.host.name
+            ) from None
+
+    async def get(self, remote: str, local: Path, progress: ProgressSink) -> None:
+        temporary = local.with_name(f".{local.name}.hostbatch-{os.getpid()}.tmp")
+        try:
+            async with self.conn.start_sftp_client() as sftp:
+                await sftp.get(
+                    remote,
+                    str(temporary),
+                    progress_handler=lambda _s, _d, done, total: progress(done, total),
+                )
+            temporary.replace(local)
+        except (asyncssh.SFTPError, OSError) as exc:
+            temporary.unlink(missing_ok=True)
+            raise RemoteFileError(f"get {remote} -> {local}: {exc}", host=self.host.name) from None
+        except asyncssh.Error as exc:
+            temporary.unlink(missing_ok=True)
+            raise ConnectError(
+                f"connection lost during transfer: {exc}", host=self.host.name
+            ) from None
+
+    async def close(self) -> None:
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        with contextlib.suppress(Exception):
+            conn.close()
+            await asyncio.wait_for(conn.wait_closed(), CLOSE_TIMEOUT)

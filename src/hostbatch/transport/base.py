@@ -1,0 +1,60 @@
+"""The contract every transport keeps, and the options the engine hands it.
+
+Transports are the only code that imports SSH libraries. They translate every library
+exception into a :class:`~hostbatch.errors.TransportError` subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from hostbatch.models import Host, Stream
+
+HostKeyPolicy = Literal["strict", "accept-new", "off"]
+OutputSink = Callable[[Stream, bytes], None]
+ProgressSink = Callable[[int, int], None]
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How to connect: the same for every host of a run."""
+
+    connect_timeout: float = 10.0
+    host_keys: HostKeyPolicy = "strict"
+    known_hosts: str = DEFAULT_KNOWN_HOSTS
+    use_agent: bool = True
+    keepalive: float = 30.0
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return Path(self.known_hosts).expanduser()
+
+
+class Transport(Protocol):
+    """One connection to one host. Created per host by a :data:`TransportFactory`."""
+
+    async def connect(self) -> None:
+        """Open and authenticate. Raises ConnectError, AuthenticationError, HostKeyError,
+        ConnectTimeout."""
+
+    async def run(self, command: str, output: OutputSink, timeout: float | None) -> int:
+        """Run *command*, feeding stdout/stderr bytes to *output* as they arrive; return the
+        exit status. On timeout the remote process is terminated and CommandTimeout raised."""
+
+    async def put(self, local: Path, remote: str, progress: ProgressSink) -> None:
+        """Copy one local file to *remote* (atomically: temporary name, then rename)."""
+
+    async def get(self, remote: str, local: Path, progress: ProgressSink) -> None:
+        """Copy one remote file to *local* (atomically)."""
+
+    async def close(self) -> None:
+        """Close the connection; never raises."""
+
+
+class TransportFactory(Protocol):
+    def __call__(self, host: Host, options: ConnectOptions) -> Transport: ...

@@ -1,0 +1,91 @@
+"""known_hosts handling shared by the transports: who is known, and recording new keys.
+
+The libraries verify keys; this module only answers "does known_hosts name this host at
+all?" (to tell an unknown key from a changed one) and appends accepted keys safely from
+many processes at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import fnmatch
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+
+def host_token(host: str, port: int) -> str:
+    """How OpenSSH names a host in known_hosts: ``host`` on port 22, else ``[host]:port``."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def _hashed_match(pattern: str, token: str) -> bool:
+    try:
+        _, _, salt_b64, digest_b64 = pattern.split("|")
+        salt, digest = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
+    except ValueError:
+        return False
+    mac = hmac.new(salt, token.encode(), hashlib.sha1).digest()
+    return hmac.compare_digest(mac, digest)
+
+
+def _line_names(line: str, token: str) -> bool:
+    fields = line.split()
+    if len(fields) < 3:
+        return False
+    names = fields[1] if fields[0].startswith("@") else fields[0]
+    if fields[0] == "@revoked":
+        return False
+    if names.startswith("|1|"):
+        return _hashed_match(names, token)
+    matched = False
+    for pattern in names.split(","):
+        negated = pattern.startswith("!")
+        if fnmatch.fnmatchcase(token, pattern.lstrip("!")):
+            if negated:
+                return False
+            matched = True
+    return matched
+
+
+def is_known(path: Path, host: str, port: int) -> bool:
+    """True when known_hosts has any key for host:port (so a mismatch means it changed)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    token = host_token(host, port)
+    return any(
+        _line_names(line, token)
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
+
+
+def record(path: Path, host: str, port: int, key_line: str) -> None:
+    """Append ``host key-type base64`` to known_hosts, under a lock (many workers at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    entry = f"{host_token(host, port)} {key_line.strip()}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, entry.encode())
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def unknown_message(host: str, port: int, path: Path) -> str:
+    return (
+        f"host key for {host_token(host, port)} is not in {path}; "
+        "add it, or run with --host-keys accept-new to record it"
+    )
+
+
+def changed_message(host: str, port: int, path: Path) -> str:
+    return (
+        f"HOST KEY CHANGED for {host_token(host, port)}: it differs from {path}. "
+        "This may be an attack; if the change is expected, remove the old entry"
+    )
