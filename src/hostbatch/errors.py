@@ -9,7 +9,8 @@
     ├── MissingExtraError          an optional transport is not installed      (exit 2)
     └── TransportError             one host's connection or command failed; never
         │                          escapes the engine: it becomes HostResult.error
-        ├── ConnectError           refused, unreachable, DNS, dropped connection
+        ├── ConnectError           refused, unreachable, DNS, closed during login
+        │   └── ConnectionLost     dropped after login, mid-command or mid-transfer
         ├── AuthenticationError    every offered credential was refused
         ├── HostKeyError           unknown or changed host key
         ├── ConnectTimeout         no banner / handshake within --connect-timeout
@@ -110,6 +111,10 @@ class TransportError(HostbatchError):
 
 class ConnectError(TransportError):
     """The host could not be reached, refused the connection, or dropped it."""
+
+
+class ConnectionLost(ConnectError):
+    """The connection dropped after login: mid-command or mid-transfer."""
 
 
 class AuthenticationError(TransportError):

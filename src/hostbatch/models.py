@@ -105,12 +105,13 @@ class Status(enum.Enum):
     AUTH_FAILED = "auth failed"
     HOSTKEY = "host key rejected"
     TIMEOUT = "timed out"
+    DROPPED = "connection lost"  # after login, mid-command or mid-transfer
     ERROR = "error"
 
     @property
     def reached(self) -> bool:
         """True when the host was connected and authenticated."""
-        return self in (Status.OK, Status.FAILED, Status.TIMEOUT, Status.ERROR)
+        return self in (Status.OK, Status.FAILED, Status.TIMEOUT, Status.DROPPED, Status.ERROR)
 
 
 Stream = Literal["stdout", "stderr"]

@@ -6,6 +6,7 @@ import click
 
 from hostbatch import __version__
 from hostbatch.cli.common import CONTEXT_SETTINGS
+from hostbatch.cli.demo import demo_command
 from hostbatch.cli.hosts import hosts_command
 from hostbatch.cli.run import run_command
 
@@ -26,6 +27,7 @@ def cli() -> None:
 
 cli.add_command(hosts_command)
 cli.add_command(run_command)
+cli.add_command(demo_command)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from hostbatch.errors import (
     AuthenticationError,
     CommandTimeout,
     ConnectError,
+    ConnectionLost,
     ConnectTimeout,
     HostbatchError,
     HostKeyError,
@@ -44,6 +45,8 @@ def status_for(error: HostbatchError) -> Status:
         return Status.AUTH_FAILED
     if isinstance(error, HostKeyError):
         return Status.HOSTKEY
+    if isinstance(error, ConnectionLost):
+        return Status.DROPPED
     if isinstance(error, ConnectTimeout | ConnectError):
         return Status.UNREACHABLE
     if isinstance(error, CommandTimeout):

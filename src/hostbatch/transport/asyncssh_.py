@@ -19,6 +19,7 @@ from hostbatch.errors import (
     AuthenticationError,
     CommandTimeout,
     ConnectError,
+    ConnectionLost,
     ConnectTimeout,
     HostKeyError,
     RemoteFileError,
@@ -179,7 +180,7 @@ class AsyncsshTransport:
                 host=self.host.name,
             ) from None
         except (asyncssh.Error, OSError) as exc:
-            raise ConnectError(
+            raise ConnectionLost(
                 f"connection lost during command: {exc}", host=self.host.name
             ) from None
 
@@ -196,7 +197,7 @@ class AsyncsshTransport:
             signame = completed.exit_signal[0]
             number = getattr(signal, f"SIG{signame}", None)
             return 128 + int(number) if number is not None else 255
-        raise ConnectError("connection lost during command (no exit status)", host=self.host.name)
+        raise ConnectionLost("connection lost during command (no exit status)", host=self.host.name)
 
     async def _terminate(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
         """Ask the server to signal the command, then close the channel."""
@@ -220,7 +221,7 @@ class AsyncsshTransport:
         except (asyncssh.SFTPError, OSError) as exc:
             raise RemoteFileError(f"put {local} -> {remote}: {exc}", host=self.host.name) from None
         except asyncssh.Error as exc:
-            raise ConnectError(
+            raise ConnectionLost(
                 f"connection lost during transfer: {exc}", host=self.host.name
             ) from None
 
@@ -239,7 +240,7 @@ class AsyncsshTransport:
             raise RemoteFileError(f"get {remote} -> {local}: {exc}", host=self.host.name) from None
         except asyncssh.Error as exc:
             temporary.unlink(missing_ok=True)
-            raise ConnectError(
+            raise ConnectionLost(
                 f"connection lost during transfer: {exc}", host=self.host.name
             ) from None
 
