@@ -68,7 +68,8 @@ class Host:
     groups: tuple[str, ...] = ()
     transport: str | None = None  # asyncssh | paramiko | netmiko; None: the run's default
     device_type: str | None = None  # netmiko device type, e.g. cisco_ios
-    proxy_jump: str | None = None
+    proxy_jump: str | None = None  # as written: an inventory host or [user@]host[:port]
+    jump: Host | None = None  # proxy_jump resolved at load: the host to tunnel through
     source: str | None = None  # "path:line" where the host was defined
 
     @property

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hostbatch.errors import InventoryError
 from hostbatch.inventory.records import HostDefinition, Layer, Located
@@ -150,4 +150,39 @@ def resolve(
     user = local_user() if callable(local_user) else local_user
     if user is None:
         user = env.get("USER") or env.get("LOGNAME") or "root"
-    return [build_host(m, ssh_config, env, user) for m in merge_definitions(definitions)]
+    hosts = [build_host(m, ssh_config, env, user) for m in merge_definitions(definitions)]
+    return resolve_jumps(hosts)
+
+
+def parse_jump(spec: str) -> tuple[str | None, str, int]:
+    """``[user@]host[:port]`` (the first hop of a ProxyJump list) -> (user, host, port)."""
+    first = spec.split(",", maxsplit=1)[0].strip()
+    user, _, rest = first.rpartition("@")
+    host, port = rest, 22
+    if rest.startswith("[") and "]" in rest:  # [::1]:2222
+        host, _, tail = rest[1:].partition("]")
+        port = int(tail[1:]) if tail.startswith(":") and tail[1:].isdigit() else 22
+    elif rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+        port = int(port_text) if port_text.isdigit() else 22
+    return (user or None), host, port
+
+
+def resolve_jumps(hosts: list[Host]) -> list[Host]:
+    """Attach each host's jump host: an inventory host by name, else built from the spec
+    with the target's credentials (as ssh -J does with your default identity)."""
+    by_name = {h.name: h for h in hosts}
+    resolved: list[Host] = []
+    for host in hosts:
+        if not host.proxy_jump or host.proxy_jump.lower() == "none":
+            resolved.append(host)
+            continue
+        user, address, port = parse_jump(host.proxy_jump)
+        jump = by_name.get(address)
+        if jump is None or jump.name == host.name:
+            creds = replace(host.credentials, username=user or host.credentials.username)
+            jump = Host(name=address, hostname=address, port=port, credentials=creds)
+        elif user:
+            jump = replace(jump, credentials=replace(jump.credentials, username=user))
+        resolved.append(replace(host, jump=replace(jump, proxy_jump=None, jump=None)))
+    return resolved

@@ -90,6 +90,7 @@ class AsyncsshTransport:
         self.host = host
         self.options = options
         self._conn: asyncssh.SSHClientConnection | None = None
+        self._jump: AsyncsshTransport | None = None
 
     def _connect_kwargs(self) -> dict[str, Any]:
         creds = self.host.credentials
@@ -114,17 +115,23 @@ class AsyncsshTransport:
             kwargs["agent_path"] = None
         elif not self.options.use_agent:
             kwargs["agent_path"] = None
-        if self.host.proxy_jump:
-            kwargs["tunnel"] = self.host.proxy_jump
         return kwargs
 
     async def connect(self) -> None:
         client = _Client(self.host, self.options)
+        kwargs = self._connect_kwargs()
+        if self.host.jump is not None:
+            self._jump = AsyncsshTransport(self.host.jump, self.options)
+            try:
+                await self._jump.connect()
+            except TransportError as exc:
+                raise type(exc)(
+                    f"via jump host {self.host.jump.name}: {exc.message}", host=self.host.name
+                ) from None
+            kwargs["tunnel"] = self._jump.conn
         try:
             self._conn = await asyncio.wait_for(
-                asyncssh.connect(
-                    self.host.hostname, client_factory=lambda: client, **self._connect_kwargs()
-                ),
+                asyncssh.connect(self.host.hostname, client_factory=lambda: client, **kwargs),
                 timeout=self.options.connect_timeout,
             )
         except TransportError:
@@ -245,9 +252,10 @@ class AsyncsshTransport:
             ) from None
 
     async def close(self) -> None:
-        if self._conn is None:
-            return
         conn, self._conn = self._conn, None
-        with contextlib.suppress(Exception):
-            conn.close()
-            await asyncio.wait_for(conn.wait_closed(), CLOSE_TIMEOUT)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+                await asyncio.wait_for(conn.wait_closed(), CLOSE_TIMEOUT)
+        if self._jump is not None:
+            await self._jump.close()
