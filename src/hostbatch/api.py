@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,10 @@ from typing import Any
 from hostbatch.engine.executors import execute
 from hostbatch.engine.limits import Limits
 from hostbatch.engine.plan import Plan
+from hostbatch.engine.transfer import preflight_put
 from hostbatch.errors import UsageError
 from hostbatch.inventory import Inventory, load_inventory
-from hostbatch.models import Command, Event, Finished, Host, HostResult
+from hostbatch.models import Command, Event, Finished, Host, HostResult, Transfer
 from hostbatch.transport.base import ConnectOptions
 from hostbatch.transport.registry import DEFAULT
 
@@ -72,11 +74,31 @@ def select_hosts(
     return records + [h for h in selected if h.name not in known]
 
 
-def make_plan(command: str | Command, hosts: Sequence[Host], options: RunOptions) -> Plan:
-    operation = command if isinstance(command, Command) else Command(command)
-    if not operation.text.strip():
+def make_plan(
+    operation: str | Command | Transfer, hosts: Sequence[Host], options: RunOptions
+) -> Plan:
+    """A Plan; bad input for the whole run (empty command, missing local file) raises here,
+    before any connection."""
+    if isinstance(operation, str):
+        operation = Command(operation)
+    if isinstance(operation, Command) and not operation.text.strip():
         raise UsageError("the command is empty")
+    if isinstance(operation, Transfer):
+        if not operation.sources:
+            raise UsageError(f"nothing to {operation.direction}: no source given")
+        if operation.direction == "put":
+            preflight_put(operation)
+        else:
+            _check_local_dir(Path(operation.destination))
     return Plan(operation, tuple(hosts), options.limits, options.connect, options.transport)
+
+
+def _check_local_dir(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: permission denied (not writable)")
 
 
 async def run_plan(
@@ -156,3 +178,60 @@ async def stream(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def transfer_async(
+    transfer: Transfer,
+    hosts: HostSpec | Sequence[HostSpec] | None = None,
+    groups: str | Sequence[str] | None = None,
+    inventory: InventorySpec = None,
+    *,
+    patterns: str | Sequence[str] | None = None,
+    options: RunOptions | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> dict[str, HostResult]:
+    """Run a put or get on the selected hosts; ``{host name: HostResult}``."""
+    selected = select_hosts(hosts, groups, inventory, patterns)
+    return await run_plan(make_plan(transfer, selected, options or RunOptions()), on_event)
+
+
+def put(
+    local: str | Path | Sequence[str | Path],
+    remote: str,
+    hosts: HostSpec | Sequence[HostSpec] | None = None,
+    groups: str | Sequence[str] | None = None,
+    inventory: InventorySpec = None,
+    *,
+    recursive: bool = False,
+    preserve: bool = False,
+    verify: bool = False,
+    options: RunOptions | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> dict[str, HostResult]:
+    """Copy local files to every selected host (atomically; see :mod:`engine.transfer`)."""
+    sources = [local] if isinstance(local, str | Path) else list(local)
+    transfer = Transfer("put", tuple(str(s) for s in sources), remote, recursive, preserve, verify)
+    return asyncio.run(
+        transfer_async(transfer, hosts, groups, inventory, options=options, on_event=on_event)
+    )
+
+
+def get(
+    remote: str | Sequence[str],
+    local_dir: str | Path,
+    hosts: HostSpec | Sequence[HostSpec] | None = None,
+    groups: str | Sequence[str] | None = None,
+    inventory: InventorySpec = None,
+    *,
+    recursive: bool = False,
+    preserve: bool = False,
+    verify: bool = False,
+    options: RunOptions | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> dict[str, HostResult]:
+    """Copy remote files from every selected host into ``local_dir/<host>/``."""
+    sources = [remote] if isinstance(remote, str) else list(remote)
+    transfer = Transfer("get", tuple(sources), str(local_dir), recursive, preserve, verify)
+    return asyncio.run(
+        transfer_async(transfer, hosts, groups, inventory, options=options, on_event=on_event)
+    )

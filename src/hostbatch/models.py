@@ -105,6 +105,7 @@ class Status(enum.Enum):
     UNREACHABLE = "unreachable"
     AUTH_FAILED = "auth failed"
     HOSTKEY = "host key rejected"
+    TRANSFER_FAILED = "transfer failed"  # a remote or local file operation failed
     TIMEOUT = "timed out"
     DROPPED = "connection lost"  # after login, mid-command or mid-transfer
     ERROR = "error"
@@ -112,7 +113,7 @@ class Status(enum.Enum):
     @property
     def reached(self) -> bool:
         """True when the host was connected and authenticated."""
-        return self in (Status.OK, Status.FAILED, Status.TIMEOUT, Status.DROPPED, Status.ERROR)
+        return self not in (Status.UNREACHABLE, Status.AUTH_FAILED, Status.HOSTKEY)
 
 
 Stream = Literal["stdout", "stderr"]
@@ -131,6 +132,8 @@ class HostResult:
     started: float = 0.0
     ended: float = 0.0
     truncated: bool = False  # output exceeded the in-memory cap; the tail was kept
+    files: int = 0  # transfers: files copied
+    bytes_transferred: int = 0
 
     @property
     def ok(self) -> bool:

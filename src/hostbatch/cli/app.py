@@ -9,6 +9,7 @@ from hostbatch.cli.common import CONTEXT_SETTINGS
 from hostbatch.cli.demo import demo_command
 from hostbatch.cli.hosts import hosts_command
 from hostbatch.cli.run import run_command
+from hostbatch.cli.transfer import get_command, put_command
 
 EPILOG = """\b
 Exit codes:
@@ -27,6 +28,8 @@ def cli() -> None:
 
 cli.add_command(hosts_command)
 cli.add_command(run_command)
+cli.add_command(put_command)
+cli.add_command(get_command)
 cli.add_command(demo_command)
 
 

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from hostbatch.engine.plan import Plan
+from hostbatch.engine.transfer import (
+    LocalItem,
+    ProgressMeter,
+    TransferStats,
+    get_from_host,
+    preflight_put,
+    put_to_host,
+)
 from hostbatch.errors import (
     AuthenticationError,
     CommandTimeout,
@@ -15,9 +25,21 @@ from hostbatch.errors import (
     ConnectTimeout,
     HostbatchError,
     HostKeyError,
+    RemoteFileError,
 )
-from hostbatch.models import Event, Host, HostResult, OutputChunk, Started, Status, Stream
-from hostbatch.transport.base import Transport
+from hostbatch.models import (
+    Command,
+    Event,
+    Host,
+    HostResult,
+    OutputChunk,
+    Progress,
+    Started,
+    Status,
+    Stream,
+    Transfer,
+)
+from hostbatch.transport.base import OutputSink, Transport
 from hostbatch.transport.registry import get_transport
 
 Emit = Callable[[Event], None]
@@ -45,6 +67,8 @@ def status_for(error: HostbatchError) -> Status:
         return Status.AUTH_FAILED
     if isinstance(error, HostKeyError):
         return Status.HOSTKEY
+    if isinstance(error, RemoteFileError):
+        return Status.TRANSFER_FAILED
     if isinstance(error, ConnectionLost):
         return Status.DROPPED
     if isinstance(error, ConnectTimeout | ConnectError):
@@ -68,8 +92,42 @@ async def _connect(transport: Transport, plan: Plan) -> None:
             attempt += 1
 
 
+@dataclass
+class _Outcome:
+    status: Status = Status.ERROR
+    exit_status: int | None = None
+    error: str | None = None
+    stats: TransferStats = field(default_factory=TransferStats)
+
+
+@functools.lru_cache(maxsize=4)
+def _put_items(transfer: Transfer) -> list[list[LocalItem]]:
+    """Local sources walked once per process, not once per host."""
+    return preflight_put(transfer)
+
+
+async def _operate(
+    plan: Plan, host: Host, transport: Transport, output: OutputSink, emit: Emit
+) -> _Outcome:
+    operation = plan.operation
+    if isinstance(operation, Command):
+        exit_status = await transport.run(operation.text, output, _timeout(plan))
+        return _Outcome(Status.OK if exit_status == 0 else Status.FAILED, exit_status)
+
+    def report(done: int, total: int) -> None:
+        emit(Progress(host.name, done, total))
+
+    if operation.direction == "put":
+        items = _put_items(operation)
+        meter = ProgressMeter(sum(i.size for group in items for i in group), report)
+        stats = await put_to_host(transport, operation, items, meter)
+    else:
+        stats = await get_from_host(transport, operation, host.name, report)
+    return _Outcome(Status.OK, stats=stats)
+
+
 async def run_host(plan: Plan, host: Host, emit: Emit) -> HostResult:
-    """Run the plan's command on *host*; every failure becomes part of the result."""
+    """Run the plan's operation on *host*; every failure becomes part of the result."""
     started = time.time()
     emit(Started(host.name, started))
     tails = {
@@ -81,32 +139,35 @@ async def run_host(plan: Plan, host: Host, emit: Emit) -> HostResult:
         tails[stream].add(data)
         emit(OutputChunk(host.name, stream, data))
 
-    status, exit_status, error = Status.ERROR, None, None
+    outcome = _Outcome()
     transport: Transport | None = None
     try:
         transport = get_transport(plan.transport_for(host))(host, plan.options)
         await _connect(transport, plan)
-        exit_status = await transport.run(plan.operation.text, output, _timeout(plan))
-        status = Status.OK if exit_status == 0 else Status.FAILED
+        outcome = await _operate(plan, host, transport, output, emit)
     except HostbatchError as exc:
-        status, error = status_for(exc), exc.message
+        outcome.status, outcome.error = status_for(exc), exc.message
     except Exception as exc:  # a bug or an untranslated library error: this host only
-        error = f"internal error: {type(exc).__name__}: {exc}"
+        outcome.error = f"internal error: {type(exc).__name__}: {exc}"
     finally:
         if transport is not None:
             await transport.close()
     return HostResult(
         host=host.name,
-        status=status,
-        exit_status=exit_status,
+        status=outcome.status,
+        exit_status=outcome.exit_status,
         stdout=bytes(tails["stdout"].data),
         stderr=bytes(tails["stderr"].data),
-        error=error,
+        error=outcome.error,
         started=started,
         ended=time.time(),
         truncated=any(t.dropped for t in tails.values()),
+        files=outcome.stats.files,
+        bytes_transferred=outcome.stats.bytes,
     )
 
 
 def _timeout(plan: Plan) -> float | None:
-    return plan.operation.timeout or plan.limits.command_timeout
+    operation = plan.operation
+    own = operation.timeout if isinstance(operation, Command) else None
+    return own or plan.limits.command_timeout

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from hostbatch.errors import (
 )
 from hostbatch.models import Host
 from hostbatch.transport import hostkeys
-from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink
+from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink, RemoteStat
 
 READ_SIZE = 65536
 CLOSE_TIMEOUT = 2.0
@@ -58,6 +58,16 @@ def _known_hosts(path: Path) -> asyncssh.SSHKnownHosts | bytes:
         _known_cache.clear()
         _known_cache[cache_key] = asyncssh.read_known_hosts(str(path))
     return _known_cache[cache_key]
+
+
+def _remote_stat(attrs: asyncssh.SFTPAttrs) -> RemoteStat:
+    mode = attrs.permissions or 0
+    return RemoteStat(
+        is_dir=stat.S_ISDIR(mode) or attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY,
+        size=attrs.size or 0,
+        mode=stat.S_IMODE(mode),
+        mtime=float(attrs.mtime or 0),
+    )
 
 
 class _Client(asyncssh.SSHClient):
@@ -91,6 +101,7 @@ class AsyncsshTransport:
         self.options = options
         self._conn: asyncssh.SSHClientConnection | None = None
         self._jump: AsyncsshTransport | None = None
+        self._sftp_client: asyncssh.SFTPClient | None = None
 
     def _connect_kwargs(self) -> dict[str, Any]:
         creds = self.host.credentials
@@ -215,43 +226,96 @@ class AsyncsshTransport:
             process.close()
             await asyncio.wait_for(process.wait_closed(), CLOSE_TIMEOUT)
 
-    async def put(self, local: Path, remote: str, progress: ProgressSink) -> None:
+    async def _sftp(self) -> asyncssh.SFTPClient:
+        if self._sftp_client is None:
+            try:
+                self._sftp_client = await self.conn.start_sftp_client()
+            except (asyncssh.Error, OSError) as exc:
+                raise RemoteFileError(f"cannot start SFTP: {exc}", host=self.host.name) from None
+        return self._sftp_client
+
+    def _file_error(self, action: str, exc: BaseException) -> TransportError:
+        if isinstance(exc, asyncssh.SFTPError):
+            return RemoteFileError(f"{action}: {exc.reason}", host=self.host.name)
+        if isinstance(exc, OSError):
+            return RemoteFileError(f"{action}: {exc.strerror or exc}", host=self.host.name)
+        return ConnectionLost(f"connection lost during {action}: {exc}", host=self.host.name)
+
+    async def stat(self, remote: str) -> RemoteStat | None:
+        sftp = await self._sftp()
+        try:
+            attrs = await sftp.stat(remote)
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        except (asyncssh.Error, OSError) as exc:
+            raise self._file_error(f"stat {remote}", exc) from None
+        return _remote_stat(attrs)
+
+    async def listdir(self, remote: str) -> list[tuple[str, RemoteStat]]:
+        sftp = await self._sftp()
+        try:
+            entries = await sftp.readdir(remote)
+        except (asyncssh.Error, OSError) as exc:
+            raise self._file_error(f"list {remote}", exc) from None
+        return [
+            (str(e.filename), _remote_stat(e.attrs))
+            for e in entries
+            if e.filename not in (".", "..")
+        ]
+
+    async def mkdir(self, remote: str) -> None:
+        sftp = await self._sftp()
+        try:
+            await sftp.mkdir(remote)
+        except (asyncssh.Error, OSError) as exc:
+            with contextlib.suppress(asyncssh.Error, OSError):
+                if isinstance(exc, asyncssh.SFTPFailure) and await sftp.isdir(remote):
+                    return  # already there
+            raise self._file_error(f"mkdir {remote}", exc) from None
+
+    async def put(
+        self, local: Path, remote: str, progress: ProgressSink, *, preserve: bool = False
+    ) -> None:
+        sftp = await self._sftp()
         temporary = f"{remote}.hostbatch-{uuid.uuid4().hex[:8]}.tmp"
         try:
-            async with self.conn.start_sftp_client() as sftp:
-                await sftp.put(
-                    str(local),
-                    temporary,
-                    progress_handler=lambda _s, _d, done, total: progress(done, total),
-                )
-                await sftp.posix_rename(temporary, remote)
-        except (asyncssh.SFTPError, OSError) as exc:
-            raise RemoteFileError(f"put {local} -> {remote}: {exc}", host=self.host.name) from None
-        except asyncssh.Error as exc:
-            raise ConnectionLost(
-                f"connection lost during transfer: {exc}", host=self.host.name
-            ) from None
+            await sftp.put(
+                str(local),
+                temporary,
+                preserve=preserve,
+                progress_handler=lambda _s, _d, done, total: progress(done, total),
+            )
+            await sftp.posix_rename(temporary, remote)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sftp.remove(temporary), CLOSE_TIMEOUT)
+            if isinstance(exc, asyncssh.Error | OSError):
+                raise self._file_error(f"put {remote}", exc) from None
+            raise
 
-    async def get(self, remote: str, local: Path, progress: ProgressSink) -> None:
-        temporary = local.with_name(f".{local.name}.hostbatch-{os.getpid()}.tmp")
+    async def get(
+        self, remote: str, local: Path, progress: ProgressSink, *, preserve: bool = False
+    ) -> None:
+        sftp = await self._sftp()
+        temporary = local.with_name(f".{local.name}.hostbatch-{uuid.uuid4().hex[:8]}.tmp")
         try:
-            async with self.conn.start_sftp_client() as sftp:
-                await sftp.get(
-                    remote,
-                    str(temporary),
-                    progress_handler=lambda _s, _d, done, total: progress(done, total),
-                )
+            await sftp.get(
+                remote,
+                str(temporary),
+                preserve=preserve,
+                progress_handler=lambda _s, _d, done, total: progress(done, total),
+            )
             temporary.replace(local)
-        except (asyncssh.SFTPError, OSError) as exc:
+        except BaseException as exc:
             temporary.unlink(missing_ok=True)
-            raise RemoteFileError(f"get {remote} -> {local}: {exc}", host=self.host.name) from None
-        except asyncssh.Error as exc:
-            temporary.unlink(missing_ok=True)
-            raise ConnectionLost(
-                f"connection lost during transfer: {exc}", host=self.host.name
-            ) from None
+            if isinstance(exc, asyncssh.Error | OSError):
+                raise self._file_error(f"get {remote}", exc) from None
+            raise
 
     async def close(self) -> None:
+        if self._sftp_client is not None:
+            self._sftp_client.exit()
+            self._sftp_client = None
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):

@@ -21,6 +21,16 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 
 @dataclass(frozen=True)
+class RemoteStat:
+    """What a transfer needs to know about a remote path."""
+
+    is_dir: bool
+    size: int
+    mode: int  # permission bits only
+    mtime: float
+
+
+@dataclass(frozen=True)
 class ConnectOptions:
     """How to connect: the same for every host of a run."""
 
@@ -46,11 +56,25 @@ class Transport(Protocol):
         """Run *command*, feeding stdout/stderr bytes to *output* as they arrive; return the
         exit status. On timeout the remote process is terminated and CommandTimeout raised."""
 
-    async def put(self, local: Path, remote: str, progress: ProgressSink) -> None:
-        """Copy one local file to *remote* (atomically: temporary name, then rename)."""
+    async def stat(self, remote: str) -> RemoteStat | None:
+        """The remote path's type, size, mode and mtime; None when it does not exist."""
 
-    async def get(self, remote: str, local: Path, progress: ProgressSink) -> None:
-        """Copy one remote file to *local* (atomically)."""
+    async def listdir(self, remote: str) -> list[tuple[str, RemoteStat]]:
+        """Entries of a remote directory (without . and ..)."""
+
+    async def mkdir(self, remote: str) -> None:
+        """Create one remote directory (its parent must exist); exists already is fine."""
+
+    async def put(
+        self, local: Path, remote: str, progress: ProgressSink, *, preserve: bool = False
+    ) -> None:
+        """Copy one local file to *remote* under a temporary name, then rename it into
+        place; *preserve* keeps mode and mtime. Bytes done/total go to *progress*."""
+
+    async def get(
+        self, remote: str, local: Path, progress: ProgressSink, *, preserve: bool = False
+    ) -> None:
+        """Copy one remote file to *local*, atomically in the same way."""
 
     async def close(self) -> None:
         """Close the connection; never raises."""

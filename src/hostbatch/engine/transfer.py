@@ -1,0 +1,225 @@
+"""File transfer on top of any transport: destinations, recursion, verification, safety.
+
+Semantics (like scp):
+
+* put: a REMOTE ending in ``/``, or an existing remote directory, receives each source
+  under its base name; otherwise REMOTE is the target file name (one source only). A
+  missing remote directory fails that host with the remote's message; it is not created.
+* get: every host's files land under ``LOCALDIR/<host>/<base name>``; remote names and
+  host names can never place a file outside LOCALDIR.
+* Every file is written under a temporary name and renamed when complete (transport).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shlex
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hostbatch.errors import RemoteFileError, UsageError
+from hostbatch.models import Transfer
+from hostbatch.transport.base import RemoteStat, Transport
+
+PROGRESS_INTERVAL = 0.1
+
+
+@dataclass(frozen=True)
+class LocalItem:
+    """One local file or directory of a put, relative to its source's base name."""
+
+    path: Path
+    relative: tuple[str, ...]  # () for the source itself
+    is_dir: bool
+    size: int
+
+
+@dataclass
+class TransferStats:
+    files: int = 0
+    bytes: int = 0
+
+
+def preflight_put(transfer: Transfer) -> list[list[LocalItem]]:
+    """Check every local source before any connection; per source, its files and dirs."""
+    if not transfer.sources:
+        raise UsageError("nothing to send: give at least one local file")
+    return [_walk_local(Path(source), transfer.recursive) for source in transfer.sources]
+
+
+def _walk_local(source: Path, recursive: bool) -> list[LocalItem]:
+    try:
+        info = source.stat()
+    except OSError as exc:
+        raise UsageError(f"{source}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        if not os.access(source, os.R_OK):
+            raise UsageError(f"{source}: permission denied (not readable)")
+        return [LocalItem(source, (), False, info.st_size)]
+    if not recursive:
+        raise UsageError(f"{source}: is a directory (use -r)")
+    items = [LocalItem(source, (), True, 0)]
+
+    def fail(exc: OSError) -> None:
+        raise UsageError(f"{exc.filename}: {exc.strerror or exc} (unreadable directory)")
+
+    for root, dirs, files in os.walk(source, onerror=fail):
+        dirs.sort()
+        base = Path(root).relative_to(source).parts
+        for name in dirs:
+            items.append(LocalItem(Path(root) / name, (*base, name), True, 0))
+        for name in sorted(files):
+            path = Path(root) / name
+            try:
+                size = path.stat().st_size
+            except OSError as exc:
+                raise UsageError(f"{path}: {exc.strerror or exc}") from None
+            if not os.access(path, os.R_OK):
+                raise UsageError(f"{path}: permission denied (not readable)")
+            items.append(LocalItem(path, (*base, name), False, size))
+    return items
+
+
+class ProgressMeter:
+    """Adds up one host's bytes across files; calls *report* at most every 0.1 s."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None]) -> None:
+        self.total = total
+        self.report = report
+        self.finished_bytes = 0
+        self.last = 0.0
+
+    def file_progress(self, done: int, _total: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_INTERVAL:
+            self.last = now
+            self.report(self.finished_bytes + done, self.total)
+
+    def file_done(self, size: int) -> None:
+        self.finished_bytes += size
+        self.report(self.finished_bytes, self.total)
+
+
+async def put_to_host(
+    transport: Transport, transfer: Transfer, sources: list[list[LocalItem]], meter: ProgressMeter
+) -> TransferStats:
+    """Send every source to one host."""
+    stats = TransferStats()
+    destination = transfer.destination
+    target = await transport.stat(destination.rstrip("/") or "/")
+    into_dir = target is not None and target.is_dir
+    if (destination.endswith("/") or len(sources) > 1) and not into_dir:
+        reason = "is not a directory" if target is not None else "no such directory"
+        raise RemoteFileError(f"{destination}: {reason}")
+    for items in sources:
+        root = items[0]
+        base = posixpath.join(destination, root.path.name) if into_dir else destination
+        for item in items:
+            remote = posixpath.join(base, *item.relative) if item.relative else base
+            if item.is_dir:
+                await transport.mkdir(remote)
+                continue
+            await transport.put(item.path, remote, meter.file_progress, preserve=transfer.preserve)
+            if transfer.verify:
+                await verify(transport, remote, item.path)
+            meter.file_done(item.size)
+            stats.files += 1
+            stats.bytes += item.size
+    return stats
+
+
+def safe_name(name: str) -> str:
+    """A single path component that cannot climb out of its directory."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name or "\\" in name:
+        raise RemoteFileError(f"refusing unsafe remote name {name!r}")
+    return name
+
+
+def host_directory(local_dir: Path, host_name: str) -> Path:
+    """``LOCALDIR/<host>``, with the host name made a safe single component."""
+    cleaned = host_name.replace("/", "_").replace("\\", "_").replace("\0", "_")
+    if cleaned in ("", ".", ".."):
+        cleaned = f"_{cleaned}"
+    path = local_dir / cleaned
+    if path.resolve().parent != local_dir.resolve():
+        raise RemoteFileError(f"host name {host_name!r} would write outside {local_dir}")
+    return path
+
+
+async def _remote_tree(
+    transport: Transport, remote: str, relative: tuple[str, ...]
+) -> list[tuple[str, tuple[str, ...], RemoteStat]]:
+    """(remote path, local relative parts, stat) for everything under a remote directory."""
+    found: list[tuple[str, tuple[str, ...], RemoteStat]] = []
+    for name, info in sorted(await transport.listdir(remote)):
+        path, parts = posixpath.join(remote, name), (*relative, safe_name(name))
+        found.append((path, parts, info))
+        if info.is_dir:
+            found.extend(await _remote_tree(transport, path, parts))
+    return found
+
+
+async def _plan_get(
+    transport: Transport, transfer: Transfer
+) -> list[tuple[str, tuple[str, ...], RemoteStat]]:
+    plan: list[tuple[str, tuple[str, ...], RemoteStat]] = []
+    for source in transfer.sources:
+        info = await transport.stat(source)
+        if info is None:
+            raise RemoteFileError(f"{source}: no such file or directory")
+        root = (safe_name(posixpath.basename(source.rstrip("/")) or "root"),)
+        plan.append((source, root, info))
+        if info.is_dir:
+            if not transfer.recursive:
+                raise RemoteFileError(f"{source}: is a directory (use -r)")
+            plan.extend(await _remote_tree(transport, source, root))
+    return plan
+
+
+async def get_from_host(
+    transport: Transport, transfer: Transfer, host_name: str, report: Callable[[int, int], None]
+) -> TransferStats:
+    """Fetch every source from one host into ``LOCALDIR/<host>/``."""
+    host_dir = host_directory(Path(transfer.destination), host_name)
+    entries = await _plan_get(transport, transfer)
+    meter = ProgressMeter(sum(i.size for _, _, i in entries if not i.is_dir), report)
+    stats = TransferStats()
+    host_dir.mkdir(parents=True, exist_ok=True)
+    for remote, parts, info in entries:
+        local = host_dir.joinpath(*parts)
+        if info.is_dir:
+            local.mkdir(exist_ok=True)
+            continue
+        await transport.get(remote, local, meter.file_progress, preserve=transfer.preserve)
+        if transfer.verify:
+            await verify(transport, remote, local)
+        meter.file_done(info.size)
+        stats.files += 1
+        stats.bytes += info.size
+    return stats
+
+
+def local_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def verify(transport: Transport, remote: str, local: Path) -> None:
+    """Compare SHA-256 of both sides (the remote side with ``sha256sum``)."""
+    output = bytearray()
+    status = await transport.run(
+        f"sha256sum -- {shlex.quote(remote)}", lambda _s, data: output.extend(data), 60.0
+    )
+    remote_digest = bytes(output).split(b" ", 1)[0].decode(errors="replace")
+    if status != 0 or len(remote_digest) != 64:
+        raise RemoteFileError(f"--verify: cannot compute sha256 of {remote} on the host")
+    if remote_digest != local_sha256(local):
+        raise RemoteFileError(f"--verify: sha256 of {remote} differs from {local}")
