@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import posixpath
 import signal
 import stat
 import uuid
@@ -290,8 +291,22 @@ class AsyncsshTransport:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sftp.remove(temporary), CLOSE_TIMEOUT)
             if isinstance(exc, asyncssh.Error | OSError):
-                raise self._file_error(f"put {remote}", exc) from None
+                error = self._file_error(f"put {remote}", exc)
+                if isinstance(exc, asyncssh.SFTPFailure):
+                    error.message += await self._space_hint(sftp, remote, local)
+                raise error from None
             raise
+
+    async def _space_hint(self, sftp: asyncssh.SFTPClient, remote: str, local: Path) -> str:
+        """OpenSSH says only 'Failure' for a full disk; say so when free space is short."""
+        try:
+            vfs = await asyncio.wait_for(sftp.statvfs(posixpath.dirname(remote) or "."), 5)
+            free = vfs.bavail * vfs.frsize
+            if free < local.stat().st_size:
+                return f" (no space left on the remote filesystem: {free} bytes free)"
+        except (asyncssh.Error, OSError, TimeoutError):
+            pass
+        return ""
 
     async def get(
         self, remote: str, local: Path, progress: ProgressSink, *, preserve: bool = False
