@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,17 +21,8 @@ from hostbatch.transport.base import ConnectOptions
 
 
 @pytest.fixture
-def remote_dir(sshd: OpenSSHServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A directory the sshd login user owns (the server runs on this machine)."""
-    path = Path(tmp_path_factory.mktemp("remote", numbered=True))
-    owner = pwd.getpwnam(sshd.username)
-    for parent in [path, *path.parents]:
-        if parent == Path("/"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)  # traversable by the login user
-    os.chown(path, owner.pw_uid, owner.pw_gid)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def remote_dir(sshd_remote_dir: Path) -> Path:
+    return sshd_remote_dir
 
 
 def hosts(sshd: OpenSSHServer, count: int = 2) -> list[Host]:
