@@ -24,7 +24,7 @@ from hostbatch.engine.plan import Plan
 from hostbatch.engine.transfer import preflight_put
 from hostbatch.errors import UsageError
 from hostbatch.inventory import Inventory, load_inventory
-from hostbatch.models import Command, Event, Finished, Host, HostResult, Transfer
+from hostbatch.models import Command, CommandSet, Event, Finished, Host, HostResult, Transfer
 from hostbatch.transport.base import ConnectOptions
 from hostbatch.transport.registry import DEFAULT
 
@@ -75,7 +75,7 @@ def select_hosts(
 
 
 def make_plan(
-    operation: str | Command | Transfer, hosts: Sequence[Host], options: RunOptions
+    operation: str | Command | CommandSet | Transfer, hosts: Sequence[Host], options: RunOptions
 ) -> Plan:
     """A Plan; bad input for the whole run (empty command, missing local file) raises here,
     before any connection."""
@@ -83,6 +83,8 @@ def make_plan(
         operation = Command(operation)
     if isinstance(operation, Command) and not operation.text.strip():
         raise UsageError("the command is empty")
+    if isinstance(operation, CommandSet) and not (operation.commands or operation.config):
+        raise UsageError("no command and no configuration given")
     if isinstance(operation, Transfer):
         if not operation.sources:
             raise UsageError(f"nothing to {operation.direction}: no source given")
@@ -118,7 +120,7 @@ async def run_plan(
 
 
 async def run_async(
-    command: str | Command,
+    command: str | Command | CommandSet,
     hosts: HostSpec | Sequence[HostSpec] | None = None,
     groups: str | Sequence[str] | None = None,
     inventory: InventorySpec = None,
@@ -137,7 +139,7 @@ async def run_async(
 
 
 def run(
-    command: str | Command,
+    command: str | Command | CommandSet,
     hosts: HostSpec | Sequence[HostSpec] | None = None,
     groups: str | Sequence[str] | None = None,
     inventory: InventorySpec = None,
@@ -155,7 +157,7 @@ def run(
 
 
 async def stream(
-    command: str | Command,
+    command: str | Command | CommandSet,
     hosts: HostSpec | Sequence[HostSpec] | None = None,
     groups: str | Sequence[str] | None = None,
     inventory: InventorySpec = None,

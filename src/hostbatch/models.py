@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 
 class Secret:
@@ -86,6 +86,37 @@ class Command:
 
 
 @dataclass(frozen=True)
+class CommandSet:
+    """Several commands per host, each one's output kept apart. For network devices also a
+    configuration set (sent in config mode), ``save`` (write it to startup) and ``parse``
+    (TextFSM rows where a template exists)."""
+
+    commands: tuple[str, ...] = ()
+    config: tuple[str, ...] = ()
+    save: bool = False
+    parse: bool = False
+    timeout: float | None = None
+
+    @property
+    def device_only(self) -> bool:
+        """True when the set needs a network device (config mode, save, TextFSM)."""
+        return bool(self.config or self.save or self.parse)
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """One command's answer within a CommandSet (``command`` is ``"config"`` or ``"save"``
+    for those steps)."""
+
+    command: str
+    output: str
+    exit_status: int | None = None
+    error: str | None = None  # what the device rejected, e.g. "% Invalid input ..."
+    parsed: tuple[dict[str, Any], ...] | None = None
+    note: str | None = None  # e.g. "no TextFSM template for this command"
+
+
+@dataclass(frozen=True)
 class Transfer:
     """Files to copy to (put) or from (get) every selected host."""
 
@@ -134,6 +165,7 @@ class HostResult:
     truncated: bool = False  # output exceeded the in-memory cap; the tail was kept
     files: int = 0  # transfers: files copied
     bytes_transferred: int = 0
+    outputs: tuple[CommandOutput, ...] = ()  # CommandSet: each command's own output
 
     @property
     def ok(self) -> bool:

@@ -155,3 +155,20 @@ def test_run_help_has_examples() -> None:
     )
     assert result.returncode == 0 and "Examples:" in result.stdout
     assert "--fanout" in result.stdout and "Exit code" in result.stdout
+
+
+def test_several_commands_kept_apart_in_json(fleet: tuple[Fleet, Path]) -> None:
+    result = cli(
+        fleet, "run", "-h", "node01", "--json", "-c", "echo first", "-c", "echo second; exit 2"
+    )
+    record = json.loads(result.stdout)
+    assert [o["command"] for o in record["outputs"]] == ["echo first", "echo second; exit 2"]
+    assert [o["output"] for o in record["outputs"]] == ["first\n", "second\n"]
+    assert [o["exit_status"] for o in record["outputs"]] == [0, 2]
+    assert record["status"] == "failed" and result.returncode == 1
+
+
+def test_config_on_a_server_fails_that_host_clearly(fleet: tuple[Fleet, Path]) -> None:
+    result = cli(fleet, "run", "-h", "node01", "--config", "vlan 42")
+    assert result.returncode == 1
+    assert "need a network device; node01 has no device_type" in result.stderr

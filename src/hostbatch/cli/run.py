@@ -26,7 +26,7 @@ from hostbatch.engine.limits import (
     Limits,
 )
 from hostbatch.errors import UsageError
-from hostbatch.models import Event, Finished, Host, HostResult
+from hostbatch.models import CommandSet, Event, Finished, Host, HostResult
 from hostbatch.output.gather import gathered, summary_lines
 from hostbatch.output.jsonl import result_line
 from hostbatch.output.live import LiveRenderer, display
@@ -140,9 +140,11 @@ def print_gathered(results: dict[str, HostResult]) -> None:
         click.echo(display(output).rstrip("\n"))
 
 
-def execute_command(selection: Selection, command: str, params: dict[str, Any]) -> None:
+def execute_command(
+    selection: Selection, command: str | CommandSet, params: dict[str, Any]
+) -> None:
     """Shared body of ``hostbatch run`` and ``batch_run``; exits with the run's code."""
-    if not command.strip():
+    if isinstance(command, str) and not command.strip():
         raise UsageError("no command given (hostbatch run -g web -- uptime)")
     _, hosts = load_selection(selection)
     plan = make_plan(command, hosts, build_options(params, command_timeout=params["timeout"]))
@@ -195,10 +197,35 @@ def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @selection_options
 @engine_options
 @output_options
-@click.option("-c", "--cmd", "cmd", default=None, help="The command (instead of arguments).")
+@click.option(
+    "-c",
+    "--cmd",
+    "cmd",
+    multiple=True,
+    help="A command (instead of arguments); repeat for several, each output kept apart.",
+)
+@click.option(
+    "--config",
+    "config",
+    multiple=True,
+    metavar="LINE",
+    help="Devices: a configuration line sent in config mode (repeatable).",
+)
+@click.option(
+    "--config-file",
+    type=click.File("r"),
+    default=None,
+    help="Devices: configuration lines from a file.",
+)
+@click.option("--save", is_flag=True, help="Devices: write the configuration to startup.")
+@click.option(
+    "--parse",
+    is_flag=True,
+    help="Devices: TextFSM rows (ntc-templates) in the JSON output where a template exists.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
-def run_command(command: tuple[str, ...], cmd: str | None, **params: Any) -> None:
+def run_command(command: tuple[str, ...], cmd: tuple[str, ...], **params: Any) -> None:
     """Run one command on every selected host in parallel, output streamed live.
 
     Each line is prefixed by its host ('|' stdout, '!' stderr); a summary follows on
@@ -211,11 +238,28 @@ def run_command(command: tuple[str, ...], cmd: str | None, **params: Any) -> Non
       hostbatch run -h 'web[01-20]' -h '!web07' --timeout 30 -- systemctl is-active nginx
       hostbatch run -g db_servers --json -c 'uptime' | jq .stdout
       hostbatch run -g all -b -- cat /etc/os-release     (identical outputs folded)
+      hostbatch run -g routers -c 'show version' -c 'show running-config' --json
+      hostbatch run -g switches --config 'vlan 42' --config 'name lab' --save
     """
     if cmd and command:
         raise click.UsageError("give the command either with -c or as arguments, not both")
-    text = cmd if cmd is not None else " ".join(command)
-    execute_command(_selection(params), text, params)
+    execute_command(_selection(params), _operation(command, cmd, params), params)
+
+
+def _operation(
+    args: tuple[str, ...], cmds: tuple[str, ...], params: dict[str, Any]
+) -> str | CommandSet:
+    commands = cmds or ((" ".join(args),) if args else ())
+    config = list(params.pop("config"))
+    config_file = params.pop("config_file")
+    if config_file is not None:
+        config += [line.rstrip("\n") for line in config_file if line.strip()]
+    save, parse = params.pop("save"), params.pop("parse")
+    if len(commands) == 1 and not (config or save or parse):
+        return commands[0]
+    if not commands and not config and not save:
+        raise UsageError("no command given (hostbatch run -g web -- uptime)")
+    return CommandSet(tuple(commands), tuple(config), save=save, parse=parse)
 
 
 def _selection(params: dict[str, Any]) -> Selection:

@@ -23,12 +23,16 @@ from hostbatch.errors import (
     ConnectError,
     ConnectionLost,
     ConnectTimeout,
+    DeviceCommandError,
     HostbatchError,
     HostKeyError,
     RemoteFileError,
+    UsageError,
 )
 from hostbatch.models import (
     Command,
+    CommandOutput,
+    CommandSet,
     Event,
     Host,
     HostResult,
@@ -39,7 +43,7 @@ from hostbatch.models import (
     Stream,
     Transfer,
 )
-from hostbatch.transport.base import OutputSink, Transport
+from hostbatch.transport.base import DeviceTransport, OutputSink, Transport
 from hostbatch.transport.registry import get_transport
 
 Emit = Callable[[Event], None]
@@ -67,6 +71,8 @@ def status_for(error: HostbatchError) -> Status:
         return Status.AUTH_FAILED
     if isinstance(error, HostKeyError):
         return Status.HOSTKEY
+    if isinstance(error, DeviceCommandError):
+        return Status.FAILED
     if isinstance(error, RemoteFileError):
         return Status.TRANSFER_FAILED
     if isinstance(error, ConnectionLost):
@@ -98,6 +104,7 @@ class _Outcome:
     exit_status: int | None = None
     error: str | None = None
     stats: TransferStats = field(default_factory=TransferStats)
+    outputs: tuple[CommandOutput, ...] = ()
 
 
 @functools.lru_cache(maxsize=4)
@@ -113,6 +120,8 @@ async def _operate(
     if isinstance(operation, Command):
         exit_status = await transport.run(operation.text, output, _timeout(plan))
         return _Outcome(Status.OK if exit_status == 0 else Status.FAILED, exit_status)
+    if isinstance(operation, CommandSet):
+        return await _command_set(plan, host, transport, operation, output)
 
     def report(done: int, total: int) -> None:
         emit(Progress(host.name, done, total))
@@ -124,6 +133,37 @@ async def _operate(
     else:
         stats = await get_from_host(transport, operation, host.name, report)
     return _Outcome(Status.OK, stats=stats)
+
+
+async def _command_set(
+    plan: Plan, host: Host, transport: Transport, commands: CommandSet, output: OutputSink
+) -> _Outcome:
+    """Each command in turn, outputs kept apart; devices run the set in one CLI session."""
+    if isinstance(transport, DeviceTransport):
+        outputs = await transport.run_commands(commands, output)
+    elif commands.device_only:
+        raise UsageError(
+            f"--config, --save and --parse need a network device; {host.name} has no device_type"
+        )
+    else:
+        outputs = []
+        for text in commands.commands:
+            captured = bytearray()
+
+            def tee(stream: Stream, data: bytes, captured: bytearray = captured) -> None:
+                captured.extend(data)
+                output(stream, data)
+
+            status = await transport.run(text, tee, commands.timeout or _timeout(plan))
+            decoded = bytes(captured).decode("utf-8", errors="replace")
+            outputs.append(CommandOutput(text, decoded, exit_status=status))
+    failed = [o for o in outputs if o.error or (o.exit_status not in (None, 0))]
+    outcome = _Outcome(Status.FAILED if failed else Status.OK, outputs=tuple(outputs))
+    if failed:
+        first = failed[0]
+        outcome.exit_status = first.exit_status
+        outcome.error = f"{first.command}: {first.error or f'exit status {first.exit_status}'}"
+    return outcome
 
 
 async def run_host(plan: Plan, host: Host, emit: Emit) -> HostResult:
@@ -164,10 +204,11 @@ async def run_host(plan: Plan, host: Host, emit: Emit) -> HostResult:
         truncated=any(t.dropped for t in tails.values()),
         files=outcome.stats.files,
         bytes_transferred=outcome.stats.bytes,
+        outputs=outcome.outputs,
     )
 
 
 def _timeout(plan: Plan) -> float | None:
     operation = plan.operation
-    own = operation.timeout if isinstance(operation, Command) else None
+    own = operation.timeout if isinstance(operation, Command | CommandSet) else None
     return own or plan.limits.command_timeout

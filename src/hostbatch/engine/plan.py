@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 
 from hostbatch.engine.limits import Limits
 from hostbatch.errors import UsageError
-from hostbatch.models import Command, Host, Transfer
+from hostbatch.models import Command, CommandSet, Host, Transfer
 from hostbatch.transport.base import ConnectOptions
 from hostbatch.transport.registry import DEFAULT, NAMES
 
@@ -15,7 +15,7 @@ from hostbatch.transport.registry import DEFAULT, NAMES
 class Plan:
     """Everything an executor needs; picklable, so worker processes receive it whole."""
 
-    operation: Command | Transfer
+    operation: Command | CommandSet | Transfer
     hosts: tuple[Host, ...]
     limits: Limits = field(default_factory=Limits)
     options: ConnectOptions = field(default_factory=ConnectOptions)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import asdict
 from typing import Any
 
 from hostbatch.models import HostResult
@@ -29,6 +30,12 @@ def result_record(result: HostResult) -> dict[str, Any]:
         "ended": result.ended,
         "elapsed": round(result.elapsed, 6),
         "truncated": result.truncated,
+        **({"outputs": [asdict(o) for o in result.outputs]} if result.outputs else {}),
+        **(
+            {"files": result.files, "bytes_transferred": result.bytes_transferred}
+            if result.files
+            else {}
+        ),
     }
 
 

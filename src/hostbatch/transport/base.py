@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
-from hostbatch.models import Host, Stream
+from hostbatch.models import CommandOutput, CommandSet, Host, Stream
 
 HostKeyPolicy = Literal["strict", "accept-new", "off"]
 OutputSink = Callable[[Stream, bytes], None]
@@ -78,6 +78,15 @@ class Transport(Protocol):
 
     async def close(self) -> None:
         """Close the connection; never raises."""
+
+
+@runtime_checkable
+class DeviceTransport(Protocol):
+    """A transport for network devices: runs a CommandSet in one CLI session."""
+
+    async def run_commands(self, commands: CommandSet, output: OutputSink) -> list[CommandOutput]:
+        """Each command's output (streamed to *output* too); config set and save when asked.
+        A command the device rejects gives a CommandOutput with ``error``; the rest still run."""
 
 
 class TransportFactory(Protocol):
