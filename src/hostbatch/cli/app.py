@@ -8,6 +8,7 @@ from hostbatch import __version__
 from hostbatch.cli.common import CONTEXT_SETTINGS
 from hostbatch.cli.demo import demo_command
 from hostbatch.cli.hosts import hosts_command
+from hostbatch.cli.ping import ping_command
 from hostbatch.cli.run import run_command
 from hostbatch.cli.transfer import get_command, put_command
 
@@ -30,6 +31,7 @@ cli.add_command(hosts_command)
 cli.add_command(run_command)
 cli.add_command(put_command)
 cli.add_command(get_command)
+cli.add_command(ping_command)
 cli.add_command(demo_command)
 
 

@@ -112,9 +112,24 @@ def _keygen(path: Path, passphrase: str, comment: str) -> None:
     )
 
 
+_PASSWORD_FILE = Path("/var/lib/hostbatch-test/password")
+
+
 @functools.cache
-def _process_password() -> str:
-    return secrets.token_urlsafe(18)
+def _machine_password() -> str:
+    """One random password for the test user per machine, kept in a root-only file, so
+    that several test processes (or sshd servers) at once never overwrite each other's."""
+    try:
+        return _PASSWORD_FILE.read_text().strip()
+    except OSError:
+        pass
+    _PASSWORD_FILE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(18)
+    descriptor = os.open(_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(password)
+    _run(["chpasswd"], f"chpasswd {TEST_USER}", stdin=f"{TEST_USER}:{password}\n")
+    return password
 
 
 def _prepare_login_user() -> tuple[str, str | None]:
@@ -125,9 +140,9 @@ def _prepare_login_user() -> tuple[str, str | None]:
         pwd.getpwnam(TEST_USER)
     except KeyError:
         _run(["useradd", "-m", "-s", "/bin/sh", TEST_USER], f"useradd {TEST_USER}")
-    password = _process_password()
-    _run(["chpasswd"], f"chpasswd {TEST_USER}", stdin=f"{TEST_USER}:{password}\n")
-    return TEST_USER, password
+        _PASSWORD_FILE.unlink(missing_ok=True)  # a new user has no password yet
+        _machine_password.cache_clear()
+    return TEST_USER, _machine_password()
 
 
 def _ensure_privsep_dir() -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import fcntl
-import fnmatch
 import hashlib
 import hmac
 import os
+import re
 from pathlib import Path
 
 
@@ -31,6 +31,14 @@ def _hashed_match(pattern: str, token: str) -> bool:
     return hmac.compare_digest(mac, digest)
 
 
+def _wildcard_match(token: str, pattern: str) -> bool:
+    """OpenSSH patterns: only ``*`` and ``?`` are special; ``[host]:port`` is literal."""
+    if "*" not in pattern and "?" not in pattern:
+        return token == pattern
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, token) is not None
+
+
 def _line_names(line: str, token: str) -> bool:
     fields = line.split()
     if len(fields) < 3:
@@ -43,7 +51,7 @@ def _line_names(line: str, token: str) -> bool:
     matched = False
     for pattern in names.split(","):
         negated = pattern.startswith("!")
-        if fnmatch.fnmatchcase(token, pattern.lstrip("!")):
+        if _wildcard_match(token, pattern.lstrip("!")):
             if negated:
                 return False
             matched = True

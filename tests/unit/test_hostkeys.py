@@ -1,0 +1,46 @@
+"""known_hosts lookups: literal [host]:port entries, wildcards, hashed names, negation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from pathlib import Path
+
+from hostbatch.transport.hostkeys import host_token, is_known, record
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnotarealkeybutshapedlikeoneAAAAAAAAAAAAA"
+
+
+def test_non_default_port_entry_is_literal_not_a_character_class(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    path.write_text(f"[127.0.0.1]:2222 {KEY}\n")
+    assert is_known(path, "127.0.0.1", 2222)
+    assert not is_known(path, "127.0.0.1", 2223)
+    assert not is_known(path, "1", 2222)  # '[127.0.0.1]' must not match as a class
+
+
+def test_wildcards_negation_and_port_22(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    path.write_text(f"# comment\nweb*,!web7 {KEY}\n10.0.0.? {KEY}\n")
+    assert is_known(path, "web1", 22) and not is_known(path, "web7", 22)
+    assert is_known(path, "10.0.0.5", 22) and not is_known(path, "10.0.0.55", 22)
+    assert host_token("h", 22) == "h" and host_token("h", 2022) == "[h]:2022"
+
+
+def test_hashed_entries(tmp_path: Path) -> None:
+    salt = b"0123456789abcdef0123"
+    digest = hmac.new(salt, b"[db1]:2200", hashlib.sha1).digest()
+    name = f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+    path = tmp_path / "known_hosts"
+    path.write_text(f"{name} {KEY}\n")
+    assert is_known(path, "db1", 2200) and not is_known(path, "db1", 22)
+
+
+def test_record_appends_and_creates(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "known_hosts"
+    record(path, "127.0.0.1", 2022, KEY)
+    record(path, "127.0.0.2", 22, KEY)
+    assert path.read_text().splitlines() == [f"[127.0.0.1]:2022 {KEY}", f"127.0.0.2 {KEY}"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert is_known(path, "127.0.0.1", 2022)
