@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install hostbatch with its dev extras into it.
-# Installs OpenSSH's server with apt when it is missing and we may (root or sudo),
-# because the integration tests start a real sshd on loopback.
+# With --with-sshd (the test command passes it) it also installs, with apt, what the
+# tests drive for real when missing: OpenSSH's server and client (a real sshd on
+# loopback), and tmux (the interactive shell is tested as a person would use it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 
-need_sshd() { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; }
-if [ "${1:-}" = "--with-sshd" ] && ! need_sshd; then
+have_system_deps() {
+    { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; } &&
+        command -v ssh-agent >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1
+}
+if [ "${1:-}" = "--with-sshd" ] && ! have_system_deps; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    echo "setup: installing openssh-server with apt" >&2
+    echo "setup: installing openssh-server, openssh-client and tmux with apt" >&2
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssh-server openssh-client >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+        openssh-server openssh-client tmux >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

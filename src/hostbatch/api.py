@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hostbatch.engine.executors import execute
+from hostbatch.engine.executors import execute, run_hosts
 from hostbatch.engine.limits import Limits
 from hostbatch.engine.plan import Plan
+from hostbatch.engine.pool import TransportPool
 from hostbatch.engine.transfer import preflight_put
 from hostbatch.errors import UsageError
 from hostbatch.inventory import Inventory, load_inventory
@@ -237,3 +238,56 @@ def get(
     return asyncio.run(
         transfer_async(transfer, hosts, groups, inventory, options=options, on_event=on_event)
     )
+
+
+class Session:
+    """Connections kept open across operations, for the interactive shell and for scripts
+    that run several commands on the same hosts::
+
+        async with Session(hosts, options) as session:
+            first = await session.run("uptime")
+            second = await session.run("df -h")   # no new handshake
+
+    Runs inline (one process): connections cannot cross process boundaries.
+    """
+
+    def __init__(self, hosts: Sequence[Host], options: RunOptions | None = None) -> None:
+        self.hosts = list(hosts)
+        self.options = options or RunOptions()
+        self.pool = TransportPool()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    def select(self, hosts: Sequence[Host]) -> None:
+        """Change the hosts later operations use; open connections are kept."""
+        self.hosts = list(hosts)
+
+    async def execute(
+        self,
+        operation: str | Command | CommandSet | Transfer,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> dict[str, HostResult]:
+        """Run one operation on the session's hosts over their open connections."""
+        plan = make_plan(operation, self.hosts, self.options)
+        finished: dict[str, HostResult] = {}
+
+        def emit(event: Event) -> None:
+            if isinstance(event, Finished):
+                finished[event.host] = event.result
+            if on_event is not None:
+                on_event(event)
+
+        await run_hosts(plan, emit, self.pool)
+        return {h.name: finished[h.name] for h in plan.hosts}
+
+    async def run(
+        self, command: str | Command, on_event: Callable[[Event], None] | None = None
+    ) -> dict[str, HostResult]:
+        return await self.execute(command, on_event)
+
+    async def close(self) -> None:
+        await self.pool.close_all()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hostbatch.api import RunOptions, run, run_async, stream
+from hostbatch.api import RunOptions, Session, run, run_async, stream
 from hostbatch.engine.limits import Limits
 from hostbatch.inventory import Inventory, load_inventory
 from hostbatch.models import Event, Finished, OutputChunk, Started, Status
@@ -201,3 +201,18 @@ def test_a_dying_worker_fails_its_hosts_and_the_run_ends(fleet: tuple[Fleet, Inv
     assert died and all(r.status is Status.ERROR for r in died)
     assert len(results) == 4
     assert time.monotonic() - begin < 15
+
+
+async def test_session_reuses_connections(fleet: tuple[Fleet, Inventory]) -> None:
+    started, inventory = fleet
+    hosts = [inventory.hosts[name] for name in ("node01", "node07", "node08")]
+    async with Session(hosts, options(started)) as session:
+        first = await session.run("echo one")
+        assert session.pool.opened == 3
+        second = await session.run("echo two")
+        assert session.pool.opened == 3  # no new handshake for the second command
+        assert all(r.ok for r in first.values()) and second["node07"].stdout == b"two\n"
+        session.select([inventory.hosts["node04"]])  # drops mid-command: discarded, then retried
+        assert (await session.run("echo x"))["node04"].status is Status.DROPPED
+        await session.run("echo x")
+        assert "node04" in session.pool.reconnected

@@ -10,6 +10,7 @@ from hostbatch.cli.demo import demo_command
 from hostbatch.cli.hosts import hosts_command
 from hostbatch.cli.ping import ping_command
 from hostbatch.cli.run import run_command
+from hostbatch.cli.shell import shell_command
 from hostbatch.cli.transfer import get_command, put_command
 
 EPILOG = """\b
@@ -32,6 +33,7 @@ cli.add_command(run_command)
 cli.add_command(put_command)
 cli.add_command(get_command)
 cli.add_command(ping_command)
+cli.add_command(shell_command)
 cli.add_command(demo_command)
 
 

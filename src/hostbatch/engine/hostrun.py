@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hostbatch.engine.plan import Plan
+from hostbatch.engine.pool import TransportPool
 from hostbatch.engine.transfer import (
     LocalItem,
     ProgressMeter,
@@ -166,8 +167,14 @@ async def _command_set(
     return outcome
 
 
-async def run_host(plan: Plan, host: Host, emit: Emit) -> HostResult:
-    """Run the plan's operation on *host*; every failure becomes part of the result."""
+async def run_host(
+    plan: Plan, host: Host, emit: Emit, pool: TransportPool | None = None
+) -> HostResult:
+    """Run the plan's operation on *host*; every failure becomes part of the result.
+
+    With a *pool*, the host's open connection is reused (and kept open afterwards);
+    a connection that failed is dropped from the pool so the next use reconnects.
+    """
     started = time.time()
     emit(Started(host.name, started))
     tails = {
@@ -181,17 +188,25 @@ async def run_host(plan: Plan, host: Host, emit: Emit) -> HostResult:
 
     outcome = _Outcome()
     transport: Transport | None = None
+    factory = get_transport(plan.transport_for(host))
     try:
-        transport = get_transport(plan.transport_for(host))(host, plan.options)
-        await _connect(transport, plan)
+        if pool is None:
+            transport = factory(host, plan.options)
+            await _connect(transport, plan)
+        else:
+            transport = await pool.acquire(
+                host, lambda h: factory(h, plan.options), lambda t: _connect(t, plan)
+            )
         outcome = await _operate(plan, host, transport, output, emit)
     except HostbatchError as exc:
         outcome.status, outcome.error = status_for(exc), exc.message
     except Exception as exc:  # a bug or an untranslated library error: this host only
         outcome.error = f"internal error: {type(exc).__name__}: {exc}"
     finally:
-        if transport is not None:
+        if pool is None and transport is not None:
             await transport.close()
+        elif pool is not None and (not outcome.status.reached or outcome.status is Status.DROPPED):
+            await pool.discard(host.name)
     return HostResult(
         host=host.name,
         status=outcome.status,

@@ -202,6 +202,9 @@ class AsyncsshTransport:
             raise ConnectionLost(
                 f"connection lost during command: {exc}", host=self.host.name
             ) from None
+        except asyncio.CancelledError:  # Ctrl-C in the shell: stop the remote command too
+            await asyncio.shield(self._terminate(process))
+            raise
 
     async def _collect(self, process: asyncssh.SSHClientProcess[bytes], output: OutputSink) -> int:
         async def pump(reader: asyncssh.SSHReader[bytes], stream: str) -> None:

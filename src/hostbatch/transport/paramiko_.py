@@ -401,6 +401,10 @@ class ParamikoTransport:
             raise ConnectError(f"cannot start command: {exc}", host=self.host.name) from None
         try:
             outcome = await self._collect(chan, output, timeout)
+        except asyncio.CancelledError:  # Ctrl-C in the shell: stop the remote command too
+            with contextlib.suppress(Exception):
+                _terminate(chan)
+            raise
         finally:
             with contextlib.suppress(Exception):
                 chan.close()

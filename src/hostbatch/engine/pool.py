@@ -1,0 +1,54 @@
+"""Connections kept open across operations (the interactive shell): one per host."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from hostbatch.models import Host
+from hostbatch.transport.base import Transport
+
+Connector = Callable[[Transport], Awaitable[None]]
+Factory = Callable[[Host], Transport]
+
+
+class TransportPool:
+    """Open transports by host name. ``opened`` counts logins, so callers can show that
+    a second command paid no new handshake."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Transport] = {}
+        self.opened = 0
+        self.reconnected: set[str] = set()
+        self._ever: set[str] = set()
+
+    def is_open(self, name: str) -> bool:
+        return name in self._open
+
+    async def acquire(self, host: Host, factory: Factory, connect: Connector) -> Transport:
+        """The host's open transport, connecting (again) when there is none."""
+        transport = self._open.get(host.name)
+        if transport is not None:
+            return transport
+        transport = factory(host)
+        try:
+            await connect(transport)
+        except BaseException:
+            await transport.close()
+            raise
+        self.opened += 1
+        if host.name in self._ever:
+            self.reconnected.add(host.name)
+        self._ever.add(host.name)
+        self._open[host.name] = transport
+        return transport
+
+    async def discard(self, name: str) -> None:
+        """Forget a host whose connection failed; the next acquire reconnects."""
+        transport = self._open.pop(name, None)
+        if transport is not None:
+            await transport.close()
+
+    async def close_all(self) -> None:
+        transports, self._open = list(self._open.values()), {}
+        await asyncio.gather(*(t.close() for t in transports))

@@ -1,0 +1,145 @@
+"""`hostbatch shell` driven as a person would: in tmux, with send-keys and capture-pane."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hostbatch.testing import Fleet, FleetThread
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, Path]]:
+    with FleetThread(4, behaviours={"node04": "drop_mid_command"}) as started:
+        yield started, started.write_inventory(tmp_path_factory.mktemp("s") / "inv", auth="key")
+
+
+class Tmux:
+    def __init__(self, command: list[str]) -> None:
+        if shutil.which("tmux") is None:
+            pytest.fail("tmux is not installed (scripts/setup.sh installs it)")
+        self.name = f"hb-{uuid.uuid4().hex[:8]}"
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                self.name,
+                "-x",
+                "160",
+                "-y",
+                "50",
+                " ".join(command),
+            ],
+            check=True,
+        )
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-S", "-200", "-t", self.name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 15) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.screen()
+            if predicate(text):
+                return text
+            time.sleep(0.1)
+        pytest.fail(f"screen never matched; it shows:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def shell(fleet: tuple[Fleet, Path], tmp_path: Path) -> Iterator[Tmux]:
+    started, inventory = fleet
+    command = [
+        f"HOSTBATCH_HISTORY={tmp_path / 'history'}",
+        sys.executable,
+        "-m",
+        "hostbatch",
+        "shell",
+        "-i",
+        str(inventory),
+        "--known-hosts",
+        str(started.known_hosts),
+        "--ssh-config",
+        "''",
+    ]
+    session = Tmux(command)
+    try:
+        session.wait_for(lambda s: "hostbatch [node[01-04]]>" in s)
+        yield session
+    finally:
+        session.close()
+
+
+def test_commands_selection_and_dropped_host(shell: Tmux) -> None:
+    screen = shell.screen()
+    assert "connected 3/4 hosts" in screen and "node04: connection lost" in screen
+    shell.keys("echo hello-$HOSTBATCH_FLEET_HOST", "Enter")
+    screen = shell.wait_for(lambda s: "3 ok, 1 connection lost" in s)
+    for name in ("node01", "node02", "node03"):
+        assert f"{name} | hello-{name}" in screen
+    assert "reconnected: node04" in screen  # the dropped host was connected again
+    shell.keys(":select -h node0[1-2]", "Enter")
+    shell.wait_for(lambda s: "hostbatch [node[01-02]]>" in s)
+    shell.keys("echo again", "Enter")
+    screen = shell.wait_for(lambda s: "2 hosts in" in s)
+    assert "node02 | again" in screen and "node03 | again" not in screen
+
+
+def test_ctrl_c_cancels_everywhere_and_keeps_the_shell(
+    shell: Tmux, fleet: tuple[Fleet, Path]
+) -> None:
+    started, _ = fleet
+    shell.keys(":select node01,node02", "Enter")
+    shell.wait_for(lambda s: "hostbatch [node[01-02]]>" in s)
+    shell.keys("echo $$ > shell-pid; exec sleep 60", "Enter")
+    pid_files = [started.host(n).root / "shell-pid" for n in ("node01", "node02")]
+    deadline = time.monotonic() + 10
+    while not all(p.exists() and p.read_text().strip() for p in pid_files):
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.1)
+    pids = [int(p.read_text()) for p in pid_files]
+    shell.keys("C-c")
+    shell.wait_for(lambda s: "cancelled on every host; back at the prompt" in s)
+    deadline = time.monotonic() + 8
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+    shell.keys("echo still-here", "Enter")
+    screen = shell.wait_for(lambda s: "node01 | still-here" in s)
+    assert "2 hosts in" in screen
+
+
+def test_menu_history_and_exit(shell: Tmux, tmp_path: Path) -> None:
+    shell.keys(":menu", "Enter")
+    shell.wait_for(lambda s: "1) view host info" in s)
+    shell.keys("1", "Enter")
+    screen = shell.wait_for(lambda s: "NAME" in s and "ADDRESS" in s)
+    assert "node03" in screen
+    shell.keys("echo remembered", "Enter")
+    shell.wait_for(lambda s: "node01 | remembered" in s)
+    shell.keys("C-d")
+    deadline = time.monotonic() + 10
+    history = tmp_path / "history"
+    while not (history.exists() and "echo remembered" in history.read_text()):
+        assert time.monotonic() < deadline, "history was not written"
+        time.sleep(0.1)
