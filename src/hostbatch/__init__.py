@@ -1,21 +1,28 @@
 """hostbatch: run commands and move files on many hosts and network devices at once over SSH."""
 
+from hostbatch.api import RunOptions, Session, get, put, run, run_async, stream, transfer_async
+from hostbatch.engine.limits import Limits
 from hostbatch.errors import (
     AuthenticationError,
     CommandTimeout,
     ConnectError,
     ConnectionLost,
     ConnectTimeout,
+    DeviceCommandError,
     HostbatchError,
     HostKeyError,
     InventoryError,
     MissingExtraError,
+    RemoteFileError,
     SelectionError,
     TransportError,
     UsageError,
 )
+from hostbatch.inventory import Inventory, load_inventory
 from hostbatch.models import (
     Command,
+    CommandOutput,
+    CommandSet,
     Credentials,
     Event,
     Finished,
@@ -28,33 +35,50 @@ from hostbatch.models import (
     Status,
     Transfer,
 )
+from hostbatch.transport.base import ConnectOptions
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
     "Command",
+    "CommandOutput",
+    "CommandSet",
     "CommandTimeout",
     "ConnectError",
-    "ConnectionLost",
+    "ConnectOptions",
     "ConnectTimeout",
+    "ConnectionLost",
     "Credentials",
+    "DeviceCommandError",
     "Event",
     "Finished",
     "Host",
     "HostKeyError",
     "HostResult",
     "HostbatchError",
+    "Inventory",
     "InventoryError",
+    "Limits",
     "MissingExtraError",
     "OutputChunk",
     "Progress",
+    "RemoteFileError",
+    "RunOptions",
     "Secret",
     "SelectionError",
+    "Session",
     "Started",
     "Status",
     "Transfer",
     "TransportError",
     "UsageError",
     "__version__",
+    "get",
+    "load_inventory",
+    "put",
+    "run",
+    "run_async",
+    "stream",
+    "transfer_async",
 ]
