@@ -19,9 +19,9 @@ def test_every_exported_name_exists_and_the_list_is_sorted() -> None:
 def test_every_error_and_record_is_exported() -> None:
     for module in (errors, models):
         for name, value in vars(module).items():
-            if inspect.isclass(value) and value.__module__ == module.__name__:
-                if not name.startswith("_"):
-                    assert name in hostbatch.__all__, f"{module.__name__}.{name} not exported"
+            public = not name.startswith("_")
+            if public and inspect.isclass(value) and value.__module__ == module.__name__:
+                assert name in hostbatch.__all__, f"{module.__name__}.{name} not exported"
 
 
 def test_every_error_derives_from_the_root() -> None:
@@ -31,7 +31,8 @@ def test_every_error_derives_from_the_root() -> None:
 
 
 def test_import_does_not_load_ssh_libraries() -> None:
-    code = "import sys, hostbatch; print(sorted({'asyncssh','paramiko','netmiko'} & set(sys.modules)))"
+    libraries = "{'asyncssh', 'paramiko', 'netmiko'}"
+    code = f"import sys, hostbatch; print(sorted({libraries} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
