@@ -31,9 +31,24 @@ from hostbatch.transport import hostkeys
 from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink, RemoteStat
 
 READ_SIZE = 65536
+# AES-GCM first: with AES-NI it costs a fraction of asyncssh's chacha20-poly1305, which
+# builds three cipher contexts per packet (bench/fanout.py profile: 28% of client CPU).
+# The rest of asyncssh's default list follows, so any server still negotiates.
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 CLOSE_TIMEOUT = 2.0
 _key_cache: dict[tuple[str, str | None], asyncssh.SSHKey] = {}
 _known_cache: dict[tuple[str, float], asyncssh.SSHKnownHosts] = {}
+
+
+_ciphers: list[str] = []
+
+
+def _cipher_preference() -> list[str]:
+    if not _ciphers:
+        supported = [name.decode() for name in asyncssh.encryption.get_default_encryption_algs()]
+        preferred = [c for c in PREFERRED_CIPHERS if c in supported]
+        _ciphers.extend(preferred + [c for c in supported if c not in preferred])
+    return _ciphers
 
 
 def _load_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
@@ -112,6 +127,7 @@ class AsyncsshTransport:
             "config": None,  # ~/.ssh/config was applied when the inventory was resolved
             "keepalive_interval": self.options.keepalive,
             "login_timeout": self.options.connect_timeout,
+            "encryption_algs": _cipher_preference(),
         }
         if self.options.host_keys == "off":
             kwargs["known_hosts"] = None
