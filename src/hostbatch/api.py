@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,25 @@ from hostbatch.engine.pool import TransportPool
 from hostbatch.engine.transfer import preflight_put
 from hostbatch.errors import UsageError
 from hostbatch.inventory import Inventory, load_inventory
-from hostbatch.models import Command, CommandSet, Event, Finished, Host, HostResult, Transfer
+from hostbatch.inventory.records import (
+    ALIASES,
+    HOST_KEYS,
+    STRUCTURE_KEYS,
+    HostDefinition,
+    Layer,
+    Located,
+)
+from hostbatch.inventory.resolve import resolve
+from hostbatch.models import (
+    Command,
+    CommandSet,
+    Event,
+    Finished,
+    Host,
+    HostResult,
+    Secret,
+    Transfer,
+)
 from hostbatch.transport.base import ConnectOptions
 from hostbatch.transport.registry import DEFAULT
 
@@ -51,6 +70,67 @@ def _inventory(spec: InventorySpec) -> Inventory:
     return load_inventory(paths)
 
 
+# netmiko connection tunables a seed's host dicts may carry; hostbatch sets its own
+# (timeouts, host key checking, fast CLI), so these are accepted and not used.
+NETMIKO_TUNING_KEYS = frozenset(
+    {
+        "allow_agent",
+        "alt_host_keys",
+        "alt_key_file",
+        "auth_timeout",
+        "banner_timeout",
+        "blocking_timeout",
+        "conn_timeout",
+        "fast_cli",
+        "global_delay_factor",
+        "keepalive",
+        "session_log",
+        "ssh_strict",
+        "system_host_keys",
+        "timeout",
+        "use_keys",
+        "verbose",
+    }
+)
+
+
+def _dict_layer(spec: Mapping[str, Any], where: str) -> Layer:
+    layer: Layer = {}
+    for raw_key, value in spec.items():
+        key = ALIASES.get(str(raw_key).lower(), str(raw_key).lower())
+        if value is None or key in NETMIKO_TUNING_KEYS or key in STRUCTURE_KEYS:
+            continue
+        if key not in HOST_KEYS:
+            known = ", ".join(sorted({*HOST_KEYS, "ip", "host", "name"}))
+            raise UsageError(f"{where}: unknown key '{raw_key}' in a host dict (known: {known})")
+        text = value.reveal() if isinstance(value, Secret) else str(value)
+        layer[key] = Located(text, where)
+    if not layer.get("hostname") or not layer["hostname"].value:
+        raise UsageError(f"{where}: a host dict needs 'host' or 'ip'")
+    return layer
+
+
+def hosts_from_dicts(specs: Sequence[tuple[int, Mapping[str, Any]]]) -> list[Host]:
+    """netmiko-style dicts (``device_type``, ``ip``/``host``, ``username``, ``password``,
+    ``secret``, ``port``, ...) as Host records, resolved like inventory entries (a dict
+    with ``device_type`` uses the netmiko transport; passwords become Secrets).
+
+    A host is named by its ``name``, else by its address; when several unnamed dicts share
+    an address (one IP, several ports), each is named ``address:port``.
+    """
+    layers = [(index, spec, _dict_layer(spec, f"hosts[{index}]")) for index, spec in specs]
+    unnamed = Counter(layer["hostname"].value for _, spec, layer in layers if not spec.get("name"))
+    definitions: list[HostDefinition] = []
+    for index, spec, layer in layers:
+        address = layer["hostname"].value
+        name = str(spec.get("name") or "")
+        if not name:
+            port = layer["port"].value if "port" in layer else "22"
+            name = address if unnamed[address] == 1 else f"{address}:{port}"
+        definitions.append(HostDefinition(name, f"hosts[{index}]", None, layers=[layer]))
+    return resolve(definitions)
+
+
 def select_hosts(
     hosts: HostSpec | Sequence[HostSpec] | None,
     groups: str | Sequence[str] | None,
@@ -59,13 +139,17 @@ def select_hosts(
 ) -> list[Host]:
     """Resolve the API's ``hosts=`` / ``groups=`` into Host records.
 
-    ``hosts`` may be names and patterns (looked up in the inventory) or ready Host records.
+    ``hosts`` may be names and patterns (looked up in the inventory), ready Host records,
+    or netmiko-style dicts (see :func:`hosts_from_dicts`).
     """
     given = [hosts] if isinstance(hosts, str | Host | Mapping) else list(hosts or [])
-    records = [h for h in given if isinstance(h, Host)]
     names = [h for h in given if isinstance(h, str)]
-    if any(isinstance(h, Mapping) for h in given):
-        raise UsageError("host dicts (netmiko style) need the netmiko transport support")
+    from_dicts = iter(
+        hosts_from_dicts([(i, h) for i, h in enumerate(given) if isinstance(h, Mapping)])
+    )
+    records = [
+        h if isinstance(h, Host) else next(from_dicts) for h in given if not isinstance(h, str)
+    ]
     if not names and not groups and not patterns:
         if not records:
             raise UsageError("no hosts given: pass hosts=..., groups=... or patterns=...")
@@ -84,7 +168,9 @@ def make_plan(
         operation = Command(operation)
     if isinstance(operation, Command) and not operation.text.strip():
         raise UsageError("the command is empty")
-    if isinstance(operation, CommandSet) and not (operation.commands or operation.config):
+    if isinstance(operation, CommandSet) and not (
+        operation.commands or operation.config or operation.save
+    ):
         raise UsageError("no command and no configuration given")
     if isinstance(operation, Transfer):
         if not operation.sources:

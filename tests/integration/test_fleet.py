@@ -299,23 +299,22 @@ def test_interrupted_command_is_killed(fleet: Fleet, how: str) -> None:
 # --- file transfer ----------------------------------------------------------------------
 
 
-def test_sftp_put_get_chrooted(fleet: Fleet, tmp_path: Path) -> None:
+def test_sftp_put_get_from_the_host_home(fleet: Fleet, tmp_path: Path) -> None:
     local = tmp_path / "up.bin"
     local.write_bytes(b"\x00payload\xff")
     root = fleet.host("node03").root
 
     async def session(conn: asyncssh.SSHClientConnection) -> list[str]:
         async with conn.start_sftp_client() as sftp:
-            await sftp.put(str(local), "up.bin")
-            await sftp.get("up.bin", str(tmp_path / "down.bin"))
-            assert await sftp.realpath("..") == "/"
-            return sorted(await sftp.listdir("/.."))
+            await sftp.put(str(local), "up.bin")  # relative: the host's directory
+            await sftp.get(str(root / "up.bin"), str(tmp_path / "down.bin"))  # absolute: real
+            assert await sftp.realpath(".") == str(root)
+            return sorted(await sftp.listdir("."))
 
     listing = on_host(fleet, "node03", session)
     assert (root / "up.bin").read_bytes() == b"\x00payload\xff"
     assert (tmp_path / "down.bin").read_bytes() == b"\x00payload\xff"
     assert "up.bin" in listing
-    assert "node01" not in listing
 
 
 def test_scp_put(fleet: Fleet, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hostbatch.engine.plan import Plan
 from hostbatch.engine.pool import TransportPool
@@ -141,7 +141,8 @@ async def _command_set(
 ) -> _Outcome:
     """Each command in turn, outputs kept apart; devices run the set in one CLI session."""
     if isinstance(transport, DeviceTransport):
-        outputs = await transport.run_commands(commands, output)
+        timeout = commands.timeout or _timeout(plan)
+        outputs = await transport.run_commands(replace(commands, timeout=timeout), output)
     elif commands.device_only:
         raise UsageError(
             f"--config, --save and --parse need a network device; {host.name} has no device_type"

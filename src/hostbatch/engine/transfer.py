@@ -12,12 +12,15 @@ Semantics (like scp):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import posixpath
 import shlex
 import stat
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ from hostbatch.models import Transfer
 from hostbatch.transport.base import RemoteStat, Transport
 
 PROGRESS_INTERVAL = 0.1
+CLEANUP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -124,13 +128,57 @@ async def put_to_host(
             if item.is_dir:
                 await transport.mkdir(remote)
                 continue
-            await transport.put(item.path, remote, meter.file_progress, preserve=transfer.preserve)
+            await put_file(transport, item, remote, meter, preserve=transfer.preserve)
             if transfer.verify:
                 await verify(transport, remote, item.path)
             meter.file_done(item.size)
             stats.files += 1
             stats.bytes += item.size
     return stats
+
+
+def _temporary_suffix() -> str:
+    return f".hostbatch-{uuid.uuid4().hex[:8]}.tmp"
+
+
+async def put_file(
+    transport: Transport, item: LocalItem, remote: str, meter: ProgressMeter, *, preserve: bool
+) -> None:
+    """Upload under a temporary name, check the stored size, then rename into place, so
+    an interrupted or short transfer never leaves a file under the final name."""
+    temporary = remote + _temporary_suffix()
+    try:
+        await transport.put(item.path, temporary, meter.file_progress, preserve=preserve)
+        stored = await transport.stat(temporary)
+        if stored is None or stored.size != item.size:
+            have = "nothing" if stored is None else f"{stored.size} of {item.size} bytes"
+            raise RemoteFileError(f"put {remote}: the host stored {have} (disk full?)")
+        await transport.rename(temporary, remote)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.wait_for(transport.remove(temporary), CLEANUP_SECONDS))
+        raise
+
+
+async def get_file(
+    transport: Transport,
+    remote: str,
+    info: RemoteStat,
+    local: Path,
+    meter: ProgressMeter,
+    *,
+    preserve: bool,
+) -> None:
+    """Download under a temporary local name, check its size, then rename into place."""
+    temporary = local.with_name(f".{local.name}{_temporary_suffix()}")
+    try:
+        await transport.get(remote, temporary, meter.file_progress, preserve=preserve)
+        size = temporary.stat().st_size
+        if size != info.size:
+            raise RemoteFileError(f"get {remote}: received {size} of {info.size} bytes")
+        temporary.replace(local)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def safe_name(name: str) -> str:
@@ -195,7 +243,7 @@ async def get_from_host(
         if info.is_dir:
             local.mkdir(exist_ok=True)
             continue
-        await transport.get(remote, local, meter.file_progress, preserve=transfer.preserve)
+        await get_file(transport, remote, info, local, meter, preserve=transfer.preserve)
         if transfer.verify:
             await verify(transport, remote, local)
         meter.file_done(info.size)

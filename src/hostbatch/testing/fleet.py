@@ -4,7 +4,7 @@ Each host listens on ``127.0.0.1`` on its own free port, has its own ed25519 hos
 its own directory under the fleet root. Exec requests run ``/bin/sh -c CMD`` in a new
 process group with ``cwd`` and ``HOME`` set to that directory; closing the channel,
 dropping the connection or sending a ``signal`` request kills the whole group.
-SFTP and SCP are served chrooted to the host's directory.
+SFTP and SCP start in the host's directory (relative paths resolve there).
 
 Hosts can be told to misbehave (see :data:`BEHAVIOURS`)::
 
@@ -107,11 +107,17 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
-class _ChrootSFTPServer(asyncssh.SFTPServer):
-    """SFTP (and SCP) confined to one host's directory."""
+class _HomeSFTPServer(asyncssh.SFTPServer):
+    """SFTP (and SCP) with the host's directory as its home: relative paths resolve there,
+    absolute paths are real, exactly as for the host's shell commands (whose working
+    directory is the same). A chroot would make ``put`` and ``sha256sum`` disagree."""
 
     def __init__(self, chan: asyncssh.SSHServerChannel[bytes], root: Path) -> None:
-        super().__init__(chan, chroot=os.fsencode(root))
+        super().__init__(chan)
+        self._home = os.fsencode(root)
+
+    def map_path(self, path: bytes) -> bytes:
+        return path if path.startswith(b"/") else os.path.join(self._home, path)
 
 
 class _CommandSession(asyncssh.SSHServerProcess[bytes]):
@@ -127,7 +133,7 @@ class _CommandSession(asyncssh.SSHServerProcess[bytes]):
         self._kill_requested = False
 
     def _make_sftp(self, chan: SSHChannel[bytes]) -> asyncssh.SFTPServer:
-        return _ChrootSFTPServer(cast("asyncssh.SSHServerChannel[bytes]", chan), self._host.root)
+        return _HomeSFTPServer(cast("asyncssh.SSHServerChannel[bytes]", chan), self._host.root)
 
     def signal_received(self, signal: str) -> None:
         """Any signal request kills the command's whole process group."""

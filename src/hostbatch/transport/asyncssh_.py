@@ -10,7 +10,6 @@ import contextlib
 import posixpath
 import signal
 import stat
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -297,24 +296,48 @@ class AsyncsshTransport:
         self, local: Path, remote: str, progress: ProgressSink, *, preserve: bool = False
     ) -> None:
         sftp = await self._sftp()
-        temporary = f"{remote}.hostbatch-{uuid.uuid4().hex[:8]}.tmp"
         try:
             await sftp.put(
                 str(local),
-                temporary,
+                remote,
                 preserve=preserve,
                 progress_handler=lambda _s, _d, done, total: progress(done, total),
             )
-            await sftp.posix_rename(temporary, remote)
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(sftp.remove(temporary), CLOSE_TIMEOUT)
-            if isinstance(exc, asyncssh.Error | OSError):
-                error = self._file_error(f"put {remote}", exc)
-                if isinstance(exc, asyncssh.SFTPFailure):
-                    error.message += await self._space_hint(sftp, remote, local)
-                raise error from None
-            raise
+        except (asyncssh.Error, OSError) as exc:
+            error = self._file_error(f"put {remote}", exc)
+            if isinstance(exc, asyncssh.SFTPFailure):
+                error.message += await self._space_hint(sftp, remote, local)
+            raise error from None
+
+    async def get(
+        self, remote: str, local: Path, progress: ProgressSink, *, preserve: bool = False
+    ) -> None:
+        sftp = await self._sftp()
+        try:
+            await sftp.get(
+                remote,
+                str(local),
+                preserve=preserve,
+                progress_handler=lambda _s, _d, done, total: progress(done, total),
+            )
+        except (asyncssh.Error, OSError) as exc:
+            raise self._file_error(f"get {remote}", exc) from None
+
+    async def rename(self, source: str, target: str) -> None:
+        sftp = await self._sftp()
+        try:
+            await sftp.posix_rename(source, target)
+        except (asyncssh.Error, OSError) as exc:
+            raise self._file_error(f"rename {source} -> {target}", exc) from None
+
+    async def remove(self, remote: str) -> None:
+        sftp = await self._sftp()
+        try:
+            await sftp.remove(remote)
+        except asyncssh.SFTPNoSuchFile:
+            return
+        except (asyncssh.Error, OSError) as exc:
+            raise self._file_error(f"remove {remote}", exc) from None
 
     async def _space_hint(self, sftp: asyncssh.SFTPClient, remote: str, local: Path) -> str:
         """OpenSSH says only 'Failure' for a full disk; say so when free space is short."""
@@ -326,25 +349,6 @@ class AsyncsshTransport:
         except (asyncssh.Error, OSError, TimeoutError):
             pass
         return ""
-
-    async def get(
-        self, remote: str, local: Path, progress: ProgressSink, *, preserve: bool = False
-    ) -> None:
-        sftp = await self._sftp()
-        temporary = local.with_name(f".{local.name}.hostbatch-{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            await sftp.get(
-                remote,
-                str(temporary),
-                preserve=preserve,
-                progress_handler=lambda _s, _d, done, total: progress(done, total),
-            )
-            temporary.replace(local)
-        except BaseException as exc:
-            temporary.unlink(missing_ok=True)
-            if isinstance(exc, asyncssh.Error | OSError):
-                raise self._file_error(f"get {remote}", exc) from None
-            raise
 
     async def close(self) -> None:
         if self._sftp_client is not None:

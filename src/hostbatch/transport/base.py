@@ -68,13 +68,20 @@ class Transport(Protocol):
     async def put(
         self, local: Path, remote: str, progress: ProgressSink, *, preserve: bool = False
     ) -> None:
-        """Copy one local file to *remote* under a temporary name, then rename it into
-        place; *preserve* keeps mode and mtime. Bytes done/total go to *progress*."""
+        """Copy one local file to exactly *remote*; *preserve* keeps mode and mtime. Bytes
+        done/total go to *progress*. (engine/transfer.py picks temporary names, checks
+        sizes and renames: atomicity is the engine's, the same for every transport.)"""
 
     async def get(
         self, remote: str, local: Path, progress: ProgressSink, *, preserve: bool = False
     ) -> None:
-        """Copy one remote file to *local*, atomically in the same way."""
+        """Copy one remote file to exactly *local*."""
+
+    async def rename(self, source: str, target: str) -> None:
+        """Rename a remote file, replacing *target* (POSIX rename)."""
+
+    async def remove(self, remote: str) -> None:
+        """Delete a remote file; a missing file is fine."""
 
     async def close(self) -> None:
         """Close the connection; never raises."""

@@ -19,7 +19,6 @@ import select
 import signal
 import stat
 import threading
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -528,18 +527,11 @@ class ParamikoTransport:
         self, local: Path, remote: str, callback: Callable[[int, int], None], preserve: bool
     ) -> None:
         sftp = self._sftp()
-        temporary = f"{remote}.hostbatch-{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            sftp.put(str(local), temporary, callback=callback, confirm=True)
-            if preserve:
-                info = local.stat()
-                sftp.chmod(temporary, stat.S_IMODE(info.st_mode))
-                sftp.utime(temporary, (info.st_atime, info.st_mtime))
-            sftp.posix_rename(temporary, remote)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                sftp.remove(temporary)
-            raise
+        sftp.put(str(local), remote, callback=callback, confirm=True)
+        if preserve:
+            info = local.stat()
+            sftp.chmod(remote, stat.S_IMODE(info.st_mode))
+            sftp.utime(remote, (info.st_atime, info.st_mtime))
 
     async def get(
         self, remote: str, local: Path, progress: ProgressSink, *, preserve: bool = False
@@ -551,18 +543,29 @@ class ParamikoTransport:
         self, remote: str, local: Path, callback: Callable[[int, int], None], preserve: bool
     ) -> None:
         sftp = self._sftp()
-        temporary = local.with_name(f".{local.name}.hostbatch-{uuid.uuid4().hex[:8]}.tmp")
         try:
-            sftp.get(remote, str(temporary), callback=callback)
-            if preserve:
-                attrs = sftp.stat(remote)
-                if attrs.st_mode is not None:
-                    os.chmod(temporary, stat.S_IMODE(attrs.st_mode))
-                if attrs.st_mtime is not None:
-                    os.utime(temporary, (attrs.st_atime or attrs.st_mtime, attrs.st_mtime))
-            os.replace(temporary, local)
-        finally:
-            temporary.unlink(missing_ok=True)
+            sftp.get(remote, str(local), callback=callback)
+        except BaseException:
+            local.unlink(missing_ok=True)  # paramiko creates the file before it reads
+            raise
+        if preserve:
+            attrs = sftp.stat(remote)
+            if attrs.st_mode is not None:
+                os.chmod(local, stat.S_IMODE(attrs.st_mode))
+            if attrs.st_mtime is not None:
+                os.utime(local, (attrs.st_atime or attrs.st_mtime, attrs.st_mtime))
+
+    async def rename(self, source: str, target: str) -> None:
+        await self._file_op(
+            f"rename {source} -> {target}", lambda: self._sftp().posix_rename(source, target)
+        )
+
+    async def remove(self, remote: str) -> None:
+        await self._file_op(f"remove {remote}", self._remove_blocking, remote)
+
+    def _remove_blocking(self, remote: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._sftp().remove(remote)
 
     # -- close -------------------------------------------------------------------------
 

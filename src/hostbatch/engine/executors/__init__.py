@@ -10,7 +10,8 @@ from hostbatch.engine.plan import Plan
 
 async def execute(plan: Plan, emit: Emit) -> None:
     """Run *plan*, in this process or sharded across worker processes by host count."""
-    workers = plan.limits.worker_count(len(plan.hosts))
+    blocking = sum(plan.transport_for(h) == "netmiko" for h in plan.hosts) * 2 > len(plan.hosts)
+    workers = plan.limits.worker_count(len(plan.hosts), blocking=blocking)
     if workers == 1:
         await run_hosts(plan, emit)
     else:
