@@ -25,9 +25,9 @@ def fleet() -> Iterator[Fleet]:
         yield started
 
 
-def opts(known_hosts: Path, **connect: object) -> RunOptions:
+def opts(known_hosts: Path, transport: str = "asyncssh", **connect: object) -> RunOptions:
     options = ConnectOptions(connect_timeout=5, known_hosts=str(known_hosts), **connect)  # type: ignore[arg-type]
-    return RunOptions(Limits(connect_timeout=5), options)
+    return RunOptions(Limits(connect_timeout=5), options, transport)
 
 
 @pytest.fixture
@@ -48,8 +48,13 @@ def agent(tmp_path: Path) -> Iterator[dict[str, str]]:
         proc.wait(timeout=5)
 
 
+@pytest.mark.parametrize("transport", ["asyncssh", "paramiko"])
 def test_ssh_agent_auth(
-    fleet: Fleet, agent: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    fleet: Fleet,
+    agent: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    transport: str,
 ) -> None:
     subprocess.run(
         ["ssh-add", str(fleet.client_key)],
@@ -61,10 +66,12 @@ def test_ssh_agent_auth(
     monkeypatch.setenv("HOME", str(tmp_path))  # no default keys: only the agent can succeed
     node = fleet.hosts[0]
     host = Host("a", node.address, node.port, Credentials(username=fleet.username))
-    result = run("echo via-agent", hosts=[host], options=opts(fleet.known_hosts))["a"]
+    result = run("echo via-agent", hosts=[host], options=opts(fleet.known_hosts, transport))["a"]
     assert result.status is Status.OK, result.error
     assert result.stdout == b"via-agent\n"
-    no_agent = run("true", hosts=[host], options=opts(fleet.known_hosts, use_agent=False))["a"]
+    no_agent = run(
+        "true", hosts=[host], options=opts(fleet.known_hosts, transport, use_agent=False)
+    )["a"]
     assert no_agent.status is Status.AUTH_FAILED
 
 

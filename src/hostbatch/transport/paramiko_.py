@@ -362,6 +362,12 @@ class ParamikoTransport:
         if isinstance(exc, paramiko.AuthenticationException):
             kind = self.host.credentials.auth_kind
             return AuthenticationError(f"authentication failed (offered: {kind})", host=name)
+        if isinstance(exc, paramiko.SSHException) and "No authentication methods" in str(exc):
+            return AuthenticationError(
+                "authentication failed: nothing to offer (no password, key file, agent key "
+                "or default key)",
+                host=name,
+            )
         if _is_timeout(exc):
             return ConnectTimeout(
                 f"no SSH handshake within {self.options.connect_timeout:g}s ({where})", host=name

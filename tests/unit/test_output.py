@@ -1,0 +1,80 @@
+"""Renderers and summaries: prefixed live lines, folding, JSON, transfer progress."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from hostbatch.models import Finished, HostResult, OutputChunk, Progress, Started, Status
+from hostbatch.output.gather import gathered, summary_lines
+from hostbatch.output.jsonl import result_line
+from hostbatch.output.live import LiveRenderer
+from hostbatch.output.progress import TransferProgress, human_bytes
+
+
+def test_live_lines_are_prefixed_aligned_and_partial_lines_held() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    render = LiveRenderer(out, err, width=6)
+    render(OutputChunk("web1", "stdout", b"one\ntw"))
+    assert out.getvalue() == "web1   | one\n"  # "tw" waits for its newline
+    render(OutputChunk("web1", "stdout", b"o\n\xffbad"))
+    render(OutputChunk("db10", "stderr", b"warn\n"))
+    render(Finished(HostResult("web1", Status.FAILED, exit_status=2)))
+    assert out.getvalue() == "web1   | one\nweb1   | two\nweb1   | \ufffdbad\n"
+    assert "db10   ! warn\n" in err.getvalue()
+    assert "web1   ✗ command failed: exit status 2" in err.getvalue()
+
+
+def test_colour_only_when_asked() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    LiveRenderer(out, err, width=4, color=True)(OutputChunk("a", "stdout", b"x\n"))
+    assert "\x1b[" in out.getvalue()
+
+
+def test_summary_folds_hosts_by_status() -> None:
+    results = {
+        f"web{i:02d}": HostResult(
+            f"web{i:02d}", Status.OK if i not in (3, 7, 8, 9) else Status.FAILED
+        )
+        for i in range(1, 11)
+    }
+    results["db1"] = HostResult("db1", Status.UNREACHABLE, error="refused")
+    lines = summary_lines(results, 1.5)
+    assert lines[0] == "11 hosts in 1.50s: 6 ok, 4 command failed, 1 unreachable"
+    assert "  command failed    web[03,07-09]" in lines
+    assert "  unreachable       db1" in lines
+
+
+def test_gathered_folds_identical_outputs() -> None:
+    results = {n: HostResult(n, Status.OK, stdout=b"same\n") for n in ("a1", "a2", "a3")}
+    results["b1"] = HostResult("b1", Status.OK, stdout=b"other\n")
+    assert gathered(results) == [("a[1-3]", b"same\n"), ("b1", b"other\n")]
+
+
+def test_json_keeps_non_utf8_bytes() -> None:
+    record = json.loads(result_line(HostResult("h", Status.OK, 0, stdout=b"\xff\x00")))
+    assert record["stdout"] is None and record["stdout_base64"] == "/wA="
+    assert record["status"] == "ok" and record["exit_status"] == 0
+
+
+def test_transfer_progress_line_and_completions() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    progress = TransferProgress(out, err, hosts=2, width=3, live=True)
+    progress(Started("h1"))
+    progress(Started("h2"))
+    progress(Progress("h1", 512 * 1024, 1024 * 1024))
+    progress(Progress("h2", 1024 * 1024, 1024 * 1024))
+    assert "[0/2 hosts]" in progress.line() and "/ 2.0 MiB" in progress.line()
+    progress(
+        Finished(
+            HostResult(
+                "h2", Status.OK, files=1, bytes_transferred=1024 * 1024, started=0.0, ended=0.5
+            )
+        )
+    )
+    assert "h2  ✓ 1 file(s), 1.0 MiB in 0.50s (2.0 MiB/s)" in out.getvalue()
+    assert "[1/2 hosts] 1.5 MiB / 2.0 MiB" in err.getvalue()  # redrawn status line
+    quiet = TransferProgress(io.StringIO(), err2 := io.StringIO(), hosts=1, width=2, live=False)
+    quiet(Progress("h1", 1, 2))
+    assert err2.getvalue() == ""  # no status line when not on a terminal
+    assert human_bytes(1536) == "1.5 KiB" and human_bytes(10) == "10 B"
