@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from hostbatch.testing.sshd import OpenSSHServer
+from sshd_cgroup import SshdCgroup
 
 ADDRESSES_PER_DAEMON = 16  # OpenSSH sshd's MAX_LISTEN_SOCKS
 MAX_STARTUPS = "4000:30:8000"  # never refuse the benchmark's burst of handshakes
@@ -37,9 +38,13 @@ class Fleet:
         self._stack = contextlib.ExitStack()
         self._tmp = Path(tempfile.mkdtemp(prefix="hostbatch-bench-"))
         self.known_hosts = self._tmp / "known_hosts"
+        # OpenSSHServer.cpu_seconds() misses finished sessions (the privsep monitor does
+        # not reap them); a cgroup counts every sshd process (see sshd_cgroup.py).
+        self.cgroup = SshdCgroup()
 
     def __enter__(self) -> Self:
         self._stack.callback(self._cleanup)
+        self._stack.enter_context(self.cgroup)  # left after the daemons are stopped
         try:
             self._start()
         except BaseException:
@@ -65,6 +70,7 @@ class Fleet:
                 [address(i) for i in range(first, last)], max_startups=MAX_STARTUPS
             )
             self._stack.enter_context(server)
+            self.cgroup.add(server.pid)
             self.servers.append(server)
             print(f"\rstarting sshd daemons: {number + 1}/{count}", end="", file=sys.stderr)
         print(f" ({time.monotonic() - started:.1f}s)", file=sys.stderr)
@@ -98,5 +104,8 @@ class Fleet:
         return result
 
     def sshd_cpu(self, hosts: int) -> float:
-        """CPU seconds used so far by the daemons serving the first *hosts* hosts."""
+        """CPU seconds used so far by the daemons (all of them, from the cgroup; without
+        one, those serving the first *hosts* hosts, finished sessions not counted)."""
+        if self.cgroup.available:
+            return self.cgroup.cpu_seconds()
         return sum(server.cpu_seconds() for server in self.servers_for(hosts))

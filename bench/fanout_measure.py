@@ -6,7 +6,7 @@
   client itself (fanout_clients.py);
 * the memory of the whole client process tree is sampled: the sum of PSS
   (``/proc/PID/smaps_rollup``) over the client and its descendants, peak over the run;
-* the sshd's CPU is the delta of :meth:`OpenSSHServer.cpu_seconds` over the daemons used;
+* the sshd's CPU is the delta of a cgroup holding every sshd process (sessions included);
 * "other" CPU is what the whole machine was busy with in the same window (/proc/stat) minus
   client and sshd: other people's jobs, this script's sampler, kernel work (network, process
   creation) not charged to any process. Large values mean the figures are disturbed.

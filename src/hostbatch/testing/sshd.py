@@ -294,6 +294,9 @@ class _Running:
 class OpenSSHServer:
     """A real OpenSSH sshd on loopback addresses, for tests and benchmarks.
 
+    ``extra_config`` lines are appended to the generated ``sshd_config`` (after every
+    global option, so ``Match`` blocks may be among them); sshd checks them with ``-t``.
+
     Nothing happens until :meth:`start` (or ``with``); :meth:`stop` ends sshd and every
     process it started and removes the temporary directory. Properties other than
     :attr:`addresses` and :attr:`host` raise :class:`SshdError` while not started.
@@ -307,8 +310,10 @@ class OpenSSHServer:
         max_sessions: int = 100,
         log_level: str = "INFO",
         start_timeout: float = 15.0,
+        extra_config: Sequence[str] = (),
     ) -> None:
         self._addresses = _check_loopback(addresses)
+        self._extra_config = tuple(extra_config)
         self._max_startups = max_startups
         self._max_sessions = max_sessions
         self._log_level = log_level
@@ -435,10 +440,12 @@ class OpenSSHServer:
     # -- helpers for callers -----------------------------------------------------------
 
     def cpu_seconds(self) -> float:
-        """User+system CPU seconds used so far by sshd and every process it started.
+        """User+system CPU seconds used so far by sshd and its live processes.
 
-        Sums utime+stime+cutime+cstime of the listener and of its live descendants
-        (finished sessions are in the listener's cutime/cstime). After :meth:`stop` it
+        Sums utime+stime+cutime+cstime of the listener and of its live descendants. It
+        UNDERCOUNTS finished sessions: OpenSSH's privilege-separation monitor does not
+        reap the session process, so its CPU never reaches the listener's cutime/cstime
+        (bench/sshd_cgroup.py counts every process exactly). After :meth:`stop` it
         returns the value measured just before stopping.
         """
         if self._running is None:
@@ -550,6 +557,7 @@ class OpenSSHServer:
             # 9.8+ penalises sources with failed logins or many connections: loopback
             # test clients are all one source, so the benchmark would be refused.
             lines.append("PerSourcePenalties no")
+        lines.extend(self._extra_config)  # last, so that Match blocks may be given
         files.config.write_text("\n".join(lines) + "\n")
 
     def _write_known_hosts(self, files: _Files, port: int, host_key_line: str) -> None:
