@@ -30,7 +30,7 @@ from hostbatch.inventory.patterns import fold_text
 from hostbatch.models import Event, HostResult, Transfer
 from hostbatch.output.gather import summary_lines
 from hostbatch.output.live import LiveRenderer
-from hostbatch.output.progress import TransferProgress
+from hostbatch.output.progress import terminal_progress
 
 T = TypeVar("T")
 HISTORY_ENV = "HOSTBATCH_HISTORY"
@@ -132,14 +132,7 @@ class Shell:
             "-p" in flags,
             "--verify" in flags,
         )
-        hosts = self.session.hosts
-        sink = TransferProgress(
-            sys.stdout,
-            sys.stderr,
-            hosts=len(hosts),
-            width=max(len(h.name) for h in hosts),
-            live=sys.stderr.isatty(),
-        )
+        sink = terminal_progress(self.session.hosts)
         began = time.monotonic()
         self.report(self.loop.call(self.session.execute(transfer, sink)), began)
 

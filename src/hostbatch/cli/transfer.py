@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from typing import Any, Literal
 
@@ -22,7 +21,7 @@ from hostbatch.cli.run import _selection, build_options, engine_options
 from hostbatch.errors import UsageError
 from hostbatch.models import Transfer
 from hostbatch.output.gather import summary_lines
-from hostbatch.output.progress import TransferProgress
+from hostbatch.output.progress import terminal_progress
 
 
 def transfer_flags(func: Any) -> Any:
@@ -44,13 +43,7 @@ def execute_transfer(selection: Selection, transfer: Transfer, params: dict[str,
     """Shared body of put, get and batch_scp; exits with the run's code."""
     _, hosts = load_selection(selection)
     plan = make_plan(transfer, hosts, build_options(params, command_timeout=params["timeout"]))
-    sink = TransferProgress(
-        sys.stdout,
-        sys.stderr,
-        hosts=len(hosts),
-        width=max(len(h.name) for h in hosts),
-        live=sys.stderr.isatty(),
-    )
+    sink = terminal_progress(hosts)
     began = time.monotonic()
     try:
         results = asyncio.run(run_plan(plan, sink))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Sequence
 from typing import TextIO
 
-from hostbatch.models import Event, Finished, Progress, Started, Status
+from hostbatch.models import Event, Finished, Host, Progress, Started, Status
 
 REDRAW_SECONDS = 0.2
 
@@ -16,6 +18,17 @@ def human_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} TiB"  # pragma: no cover - loop always returns
+
+
+def terminal_progress(hosts: Sequence[Host]) -> TransferProgress:
+    """Progress for *hosts* on stdout/stderr; the status line only when stderr is a tty."""
+    return TransferProgress(
+        sys.stdout,
+        sys.stderr,
+        hosts=len(hosts),
+        width=max(len(h.name) for h in hosts),
+        live=sys.stderr.isatty(),
+    )
 
 
 class TransferProgress:
