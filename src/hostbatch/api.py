@@ -191,9 +191,12 @@ def _check_local_dir(path: Path) -> None:
 
 
 async def run_plan(
-    plan: Plan, on_event: Callable[[Event], None] | None = None
+    plan: Plan,
+    on_event: Callable[[Event], None] | None = None,
+    pool: TransportPool | None = None,
 ) -> dict[str, HostResult]:
-    """Execute *plan*; results keyed by host name, in the plan's host order."""
+    """Execute *plan*; results keyed by host name, in the plan's host order. With a
+    *pool*, inline over its kept-open connections (a Session)."""
     finished: dict[str, HostResult] = {}
 
     def emit(event: Event) -> None:
@@ -202,7 +205,10 @@ async def run_plan(
         if on_event is not None:
             on_event(event)
 
-    await execute(plan, emit)
+    if pool is None:
+        await execute(plan, emit)
+    else:
+        await run_hosts(plan, emit, pool)
     return {h.name: finished[h.name] for h in plan.hosts}
 
 
@@ -359,16 +365,7 @@ class Session:
     ) -> dict[str, HostResult]:
         """Run one operation on the session's hosts over their open connections."""
         plan = make_plan(operation, self.hosts, self.options)
-        finished: dict[str, HostResult] = {}
-
-        def emit(event: Event) -> None:
-            if isinstance(event, Finished):
-                finished[event.host] = event.result
-            if on_event is not None:
-                on_event(event)
-
-        await run_hosts(plan, emit, self.pool)
-        return {h.name: finished[h.name] for h in plan.hosts}
+        return await run_plan(plan, on_event, self.pool)
 
     async def run(
         self, command: str | Command, on_event: Callable[[Event], None] | None = None

@@ -65,6 +65,18 @@ class Selection:
     ssh_config: str | None
 
 
+def pop_selection(params: dict[str, Any], patterns: tuple[str, ...] = ()) -> Selection:
+    """Take the options added by :func:`selection_options` out of a command's params."""
+    return Selection(
+        params.pop("inventory"),
+        params.pop("hosts"),
+        params.pop("groups"),
+        patterns,
+        params.pop("ask_pass"),
+        params.pop("ssh_config"),
+    )
+
+
 def selection_options(func: F) -> F:
     """``-i/--inventory``, ``-h/--hosts``, ``-g/--groups``, ``--ask-pass``, ``--ssh-config``."""
     options = [

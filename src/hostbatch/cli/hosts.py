@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from hostbatch.cli.common import Selection, handle_errors, load_selection, selection_options
+from hostbatch.cli.common import handle_errors, load_selection, pop_selection, selection_options
 from hostbatch.models import Host
 
 MASK = "********"
@@ -60,15 +60,7 @@ def format_table(hosts: list[Host]) -> str:
 @click.argument("patterns", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one list) for scripts.")
 @handle_errors
-def hosts_command(
-    inventory: tuple[str, ...],
-    hosts: tuple[str, ...],
-    groups: tuple[str, ...],
-    patterns: tuple[str, ...],
-    ask_pass: bool,
-    ssh_config: str,
-    as_json: bool,
-) -> None:
+def hosts_command(patterns: tuple[str, ...], as_json: bool, **params: Any) -> None:
     """List the selected hosts: name, groups, address, port, user, auth kind, transport.
 
     Passwords are always shown masked.
@@ -79,8 +71,7 @@ def hosts_command(
       hostbatch hosts -g web_clusters,db_servers
       hostbatch hosts 'web[01-03]' '!web02' --json
     """
-    selection = Selection(inventory, hosts, groups, patterns, ask_pass, ssh_config)
-    _, selected = load_selection(selection)
+    _, selected = load_selection(pop_selection(params, patterns))
     if as_json:
         click.echo(json.dumps([host_record(h) for h in selected], indent=2))
     else:

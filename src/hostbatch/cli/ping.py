@@ -15,9 +15,10 @@ from hostbatch.cli.common import (
     EXIT_UNREACHABLE,
     handle_errors,
     load_selection,
+    pop_selection,
     selection_options,
 )
-from hostbatch.cli.run import _selection, build_options, engine_options
+from hostbatch.cli.run import build_options, engine_options
 from hostbatch.engine.probe import ProbeResult, probe_all
 from hostbatch.inventory.patterns import fold_text
 
@@ -61,7 +62,7 @@ def ping_command(as_json: bool, **params: Any) -> None:
       hostbatch ping -h 'db[01-12]' --connect-timeout 3 --json
     """
     params.pop("timeout", None)
-    _, hosts = load_selection(_selection(params))
+    _, hosts = load_selection(pop_selection(params))
     options = build_options(params, command_timeout=None)
     results = asyncio.run(
         probe_all(hosts, options.connect, transport=options.transport, fanout=options.limits.fanout)

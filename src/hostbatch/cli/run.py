@@ -17,6 +17,7 @@ from hostbatch.cli.common import (
     exit_code_for,
     handle_errors,
     load_selection,
+    pop_selection,
     selection_options,
 )
 from hostbatch.engine.limits import (
@@ -243,7 +244,7 @@ def run_command(command: tuple[str, ...], cmd: tuple[str, ...], **params: Any) -
     """
     if cmd and command:
         raise click.UsageError("give the command either with -c or as arguments, not both")
-    execute_command(_selection(params), _operation(command, cmd, params), params)
+    execute_command(pop_selection(params), _operation(command, cmd, params), params)
 
 
 def _operation(
@@ -260,14 +261,3 @@ def _operation(
     if not commands and not config and not save:
         raise UsageError("no command given (hostbatch run -g web -- uptime)")
     return CommandSet(tuple(commands), tuple(config), save=save, parse=parse)
-
-
-def _selection(params: dict[str, Any]) -> Selection:
-    return Selection(
-        params.pop("inventory"),
-        params.pop("hosts"),
-        params.pop("groups"),
-        (),
-        params.pop("ask_pass"),
-        params.pop("ssh_config"),
-    )

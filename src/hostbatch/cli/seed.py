@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from hostbatch.cli.common import CONTEXT_SETTINGS, handle_errors, selection_options
-from hostbatch.cli.run import _selection, engine_options, execute_command, output_options
+from hostbatch.cli.common import CONTEXT_SETTINGS, handle_errors, pop_selection, selection_options
+from hostbatch.cli.run import engine_options, execute_command, output_options
 from hostbatch.cli.transfer import execute_transfer, transfer_flags
 from hostbatch.models import Transfer
 
@@ -28,7 +28,7 @@ def batch_run(cmd: str, **params: Any) -> None:
     Example:
       batch_run -h h1,h2,h3 -g web_clusters,db_servers -cmd "df -h"
     """
-    execute_command(_selection(params), cmd, params)
+    execute_command(pop_selection(params), cmd, params)
 
 
 def batch_run_main() -> None:
@@ -80,7 +80,7 @@ def batch_scp(action: str, local: tuple[str, ...], remote: tuple[str, ...], **pa
         if len(local) != 1:
             raise click.UsageError("get takes one -local directory")
         transfer = Transfer("get", remote, local[0], *flags)
-    execute_transfer(_selection(params), transfer, params)
+    execute_transfer(pop_selection(params), transfer, params)
 
 
 def batch_scp_main() -> None:

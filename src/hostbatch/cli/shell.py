@@ -21,9 +21,15 @@ from typing import Any, Literal, TypeVar
 import click
 
 from hostbatch.api import Session
-from hostbatch.cli.common import Selection, handle_errors, load_selection, selection_options
+from hostbatch.cli.common import (
+    Selection,
+    handle_errors,
+    load_selection,
+    pop_selection,
+    selection_options,
+)
 from hostbatch.cli.hosts import format_table
-from hostbatch.cli.run import _selection, build_options, engine_options
+from hostbatch.cli.run import build_options, engine_options
 from hostbatch.errors import HostbatchError
 from hostbatch.inventory import Inventory
 from hostbatch.inventory.patterns import fold_text
@@ -261,7 +267,7 @@ def shell_command(**params: Any) -> None:
       hostbatch shell -h 'db[01-04]' --timeout 60
     """
     params.pop("workers", None)
-    selection: Selection = _selection(params)
+    selection: Selection = pop_selection(params)
     inventory, hosts = load_selection(selection)
     options = build_options({**params, "workers": 1}, command_timeout=params["timeout"])
     loop = LoopThread()

@@ -15,9 +15,10 @@ from hostbatch.cli.common import (
     exit_code_for,
     handle_errors,
     load_selection,
+    pop_selection,
     selection_options,
 )
-from hostbatch.cli.run import _selection, build_options, engine_options
+from hostbatch.cli.run import build_options, engine_options
 from hostbatch.errors import UsageError
 from hostbatch.models import Transfer
 from hostbatch.output.gather import summary_lines
@@ -93,7 +94,7 @@ def put_command(paths: tuple[str, ...], **params: Any) -> None:
       hostbatch put -g db_servers --verify dump.sql /srv/restore/dump.sql
     """
     transfer = _transfer("put", paths, params)
-    execute_transfer(_selection(params), transfer, params)
+    execute_transfer(pop_selection(params), transfer, params)
 
 
 @click.command("get")
@@ -111,4 +112,4 @@ def get_command(paths: tuple[str, ...], **params: Any) -> None:
       hostbatch get -h db01 -r /etc/postgresql ./configs
     """
     transfer = _transfer("get", paths, params)
-    execute_transfer(_selection(params), transfer, params)
+    execute_transfer(pop_selection(params), transfer, params)
