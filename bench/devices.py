@@ -1,15 +1,17 @@
 """Device benchmark: ``show running-config`` on N emulated Cisco IOS devices.
 
-hostbatch (``hostbatch.api.run`` with a Command; netmiko in a thread pool, one process)
-against the seed's approach (one ``multiprocessing.Process`` per device running netmiko
-``ConnectHandler`` + ``enable`` + ``send_command``, results on a ``multiprocessing.Queue``),
-in the same run against the same emulator (fake-switches, see tests/devices/fake_ios.py).
+hostbatch (``hostbatch.api.run`` with a Command: netmiko sessions in threads, at most 32
+per worker process, one worker per core) against the seed's approach (one
+``multiprocessing.Process`` per device running netmiko ``ConnectHandler`` + ``enable`` +
+``send_command``, results on a ``multiprocessing.Queue``), in the same run against the
+same emulator (fake-switches, see tests/devices/fake_ios.py).
 Usage::
 
-    .venv/bin/python bench/devices.py                  # 200 devices, both approaches
-    .venv/bin/python bench/devices.py --devices 50 --approaches hostbatch
+    .venv/bin/python bench/devices.py                  # 200 devices, both approaches, 3 rounds
+    .venv/bin/python bench/devices.py --devices 50 --repeat 1 --approaches hostbatch,hostbatch-f128
 
-Each approach runs as a client process of its own (``bench/devices.py --client ...``):
+Each approach runs as a client process of its own (``bench/devices.py --client ...``), the
+approaches taking turns in each of ``--repeat`` rounds; ratios compare median runs:
 
 * wall: the run inside the client (after imports), and spawn-to-exit;
 * client CPU: user+sys of the client and every process it waited for (``os.wait4``);
@@ -29,6 +31,7 @@ import datetime
 import json
 import multiprocessing
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -46,14 +49,22 @@ if str(ROOT) not in sys.path:
 from tests.devices.fake_ios import ENABLE_SECRET, PASSWORD, USERNAME, FakeIOS  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results")
-# hostbatch variants: (workers, fanout); None: hostbatch's defaults
-VARIANTS: dict[str, tuple[int | None, int | None]] = {
-    "hostbatch": (None, None),  # defaults: 200 hosts -> one process, fanout 256
-    "hostbatch-w2-f64": (2, 64),  # --workers 2 --fanout 64: 2 processes, 32 hosts each
-    "hostbatch-f32": (None, 32),  # --fanout 32, one process
-}
-APPROACHES = (*VARIANTS, "seed-processes")
-DEFAULT_APPROACHES = ("hostbatch", "hostbatch-w2-f64", "seed-processes")
+SEED = "seed-processes"
+# hostbatch[-wN][-fN]: hostbatch with --workers N and/or --fanout N, else its defaults
+_VARIANT = re.compile(r"hostbatch(?:-w(\d+))?(?:-f(\d+))?")
+DEFAULT_APPROACHES = ("hostbatch", SEED)
+
+
+def variant_limits(name: str) -> tuple[int | None, int | None]:
+    """(workers, fanout) of a hostbatch variant such as ``hostbatch-w2-f16``; None: the
+    default."""
+    match = _VARIANT.fullmatch(name)
+    if match is None:
+        raise SystemExit(f"unknown approach {name!r}: use {SEED} or hostbatch[-wN][-fN]")
+    workers, fanout = match.groups()
+    return (int(workers) if workers else None, int(fanout) if fanout else None)
+
+
 COMMAND = "show running-config"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -89,8 +100,8 @@ def _client_hostbatch(spec: dict[str, Any], variant: str) -> dict[str, Any]:
         for name, port in spec["devices"]
     ]
     connect = ConnectOptions(known_hosts=spec["known_hosts"])
-    workers, fanout = VARIANTS[variant]
-    limits = Limits(workers=workers) if fanout is None else Limits(fanout, workers=workers)
+    workers, fanout = variant_limits(variant)
+    limits = Limits(fanout, workers=workers)
     options = RunOptions(limits=limits, connect=connect)
     results = run(Command(COMMAND), hosts=hosts, options=options)
     failures = [
@@ -144,10 +155,7 @@ def _client_seed(spec: dict[str, Any]) -> dict[str, Any]:
 def client_main(approach: str, spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     began, cpu0 = time.monotonic(), _own_cpu()
-    if approach == "seed-processes":
-        outcome = _client_seed(spec)
-    else:
-        outcome = _client_hostbatch(spec, approach)
+    outcome = _client_seed(spec) if approach == SEED else _client_hostbatch(spec, approach)
     outcome.update(wall=time.monotonic() - began, cpu=_own_cpu() - cpu0)
     print(json.dumps(outcome), flush=True)
 
@@ -275,19 +283,36 @@ def table(samples: list[Sample]) -> str:
     return head + rows
 
 
+def _median_sample(samples: list[Sample]) -> Sample:
+    """The sample with the median wall time (the lower middle one of an even count)."""
+    ordered = sorted(samples, key=lambda s: s.wall)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def ratios(samples: list[Sample]) -> str:
-    seed = next((s for s in samples if s.approach == "seed-processes"), None)
-    if seed is None:
+    """Each hostbatch approach's median run against the seed's median run. Runs take turns
+    (one of each approach per round), so a slow spell of the machine hits all of them."""
+    by_approach: dict[str, list[Sample]] = {}
+    for sample in samples:
+        by_approach.setdefault(sample.approach, []).append(sample)
+    if SEED not in by_approach:
         return ""
+    seed = _median_sample(by_approach.pop(SEED))
     lines = []
-    for ours in (s for s in samples if s is not seed):
+    for approach, runs in by_approach.items():
+        ours = _median_sample(runs)
         speed = seed.wall / ours.wall
+        per_round = ", ".join(
+            f"{s.wall / t.wall:.2f}"
+            for s, t in zip([x for x in samples if x.approach == SEED], runs, strict=False)
+        )
         memory = ours.tree_pss_mb / seed.tree_pss_mb
         lines.append(
-            f"- {ours.approach} vs seed: {speed:.1f}x faster (wall; target >= 2x: "
-            f"{'MET' if speed >= 2 else 'NOT MET'}); memory {memory:.2f} of the seed's "
-            f"(peak PSS, all processes; target < 0.5: {'MET' if memory < 0.5 else 'NOT MET'}); "
-            f"client CPU {ours.cpu:.1f} s vs {seed.cpu:.1f} s"
+            f"- {approach} vs seed (medians of {len(runs)}): {speed:.2f}x faster (wall; "
+            f"target >= 2x: {'MET' if speed >= 2 else 'NOT MET'}; per round: {per_round}); "
+            f"memory {memory:.2f} of the seed's (peak PSS, all processes; target < 0.5: "
+            f"{'MET' if memory < 0.5 else 'NOT MET'}); client CPU {ours.cpu:.1f} s vs "
+            f"{seed.cpu:.1f} s"
         )
     return "\n".join(lines) + "\n"
 
@@ -298,10 +323,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--approaches",
         default=",".join(DEFAULT_APPROACHES),
-        help=f"comma list out of {','.join(APPROACHES)}",
+        help=f"comma list: {SEED}, hostbatch (defaults), hostbatch-wN-fN (--workers/--fanout)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds; each round runs every approach once"
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="per client run")
-    parser.add_argument("--client", choices=APPROACHES, help=argparse.SUPPRESS)
+    parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -312,13 +340,21 @@ def main(argv: list[str] | None = None) -> int:
         client_main(args.client, args.spec)
         return 0
     approaches = [a for a in args.approaches.split(",") if a]
+    for approach in approaches:
+        if approach != SEED:
+            variant_limits(approach)  # an unknown name fails before the emulator starts
     with tempfile.TemporaryDirectory() as work, FakeIOS(args.devices, workdir=Path(work)) as fleet:
         known_hosts = Path(work) / "known_hosts"
         known_hosts.write_text(fleet.known_hosts_text())
         spec = Path(work) / "spec.json"
         devices = [[d.name, d.port] for d in fleet.devices]
         spec.write_text(json.dumps({"devices": devices, "known_hosts": str(known_hosts)}))
-        samples = [measure(a, spec, fleet.pid, args.timeout) for a in approaches]
+        samples = []
+        for round_ in range(1, args.repeat + 1):
+            for approach in approaches:
+                sample = measure(approach, spec, fleet.pid, args.timeout)
+                print(f"round {round_}: {approach} {sample.wall:.2f} s", file=sys.stderr)
+                samples.append(sample)
     report = _report(args, samples)
     print(report)
     RESULTS.mkdir(exist_ok=True)
@@ -328,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(args: argparse.Namespace, samples: list[Sample]) -> str:
-    command = f".venv/bin/python bench/devices.py --devices {args.devices}"
+    command = f".venv/bin/python bench/devices.py --devices {args.devices} --repeat {args.repeat}"
     if args.approaches != ",".join(DEFAULT_APPROACHES):
         command += f" --approaches {args.approaches}"
     lines = [

@@ -65,7 +65,12 @@ def ping_command(as_json: bool, **params: Any) -> None:
     _, hosts = load_selection(pop_selection(params))
     options = build_options(params, command_timeout=None)
     results = asyncio.run(
-        probe_all(hosts, options.connect, transport=options.transport, fanout=options.limits.fanout)
+        probe_all(
+            hosts,
+            options.connect,
+            transport=options.transport,
+            fanout=options.limits.fanout_or_default(),
+        )
     )
     if as_json:
         click.echo(json.dumps([asdict(r) for r in results], indent=2))

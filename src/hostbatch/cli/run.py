@@ -24,6 +24,7 @@ from hostbatch.engine.limits import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_FANOUT,
     DEFAULT_OUTPUT_LIMIT,
+    SESSIONS_PER_WORKER_BLOCKING,
     Limits,
 )
 from hostbatch.errors import UsageError
@@ -49,9 +50,10 @@ def engine_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "-f",
             "--fanout",
             type=click.IntRange(min=1),
-            default=DEFAULT_FANOUT,
-            show_default=True,
-            help="Hosts handled at once, across all workers.",
+            default=None,
+            help=f"Hosts handled at once, across all workers [default: {DEFAULT_FANOUT}; "
+            f"network devices: {SESSIONS_PER_WORKER_BLOCKING} per worker process, and a "
+            "larger --fanout adds workers].",
         ),
         click.option(
             "--timeout",

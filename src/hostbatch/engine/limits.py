@@ -7,21 +7,26 @@ from dataclasses import dataclass
 
 from hostbatch.errors import UsageError
 
-DEFAULT_FANOUT = 256
+DEFAULT_FANOUT = 256  # hosts at once, all workers together, when most hosts use asyncssh
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_OUTPUT_LIMIT = 1024 * 1024  # bytes kept in memory per host and stream (the tail)
 HOSTS_PER_WORKER = 500  # below this many hosts per core, one process is faster (bench/fanout.py)
-# Blocking libraries in threads (netmiko polls its channel in Python) hold the GIL, so one
-# process tops out near one core much sooner (bench/devices.py: 200 devices, 2 workers
-# 1.8-2.1x faster than one process).
+# Blocking libraries in threads (netmiko, with a paramiko thread per session) hold the GIL,
+# so one process tops out near one core much sooner, and past a few dozen sessions per
+# process the GIL hand-offs cost more than the extra sessions win. bench/devices.py, 200
+# devices on 2 cores: 2 workers x 128 sessions took 7.0 s and 10 s of CPU; 2 x 32, 4.5 s
+# and 5.8 s; 4 x 32 did no better than 2 x 32.
 HOSTS_PER_WORKER_BLOCKING = 32
+SESSIONS_PER_WORKER_BLOCKING = 32
 
 
 @dataclass(frozen=True)
 class Limits:
-    """``fanout`` caps concurrent hosts across the whole run (all workers together)."""
+    """``fanout`` caps concurrent hosts across the whole run (all workers together); None
+    is the default, :data:`DEFAULT_FANOUT`, or for network devices (blocking transports)
+    :data:`SESSIONS_PER_WORKER_BLOCKING` per worker."""
 
-    fanout: int = DEFAULT_FANOUT
+    fanout: int | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     command_timeout: float | None = None
     output_limit: int = DEFAULT_OUTPUT_LIMIT
@@ -30,7 +35,7 @@ class Limits:
     workers: int | None = None  # None: chosen from the host count and cores
 
     def __post_init__(self) -> None:
-        if self.fanout < 1:
+        if self.fanout is not None and self.fanout < 1:
             raise UsageError(f"fanout must be at least 1 (got {self.fanout})")
         if self.connect_timeout <= 0:
             raise UsageError(f"connect timeout must be positive (got {self.connect_timeout})")
@@ -41,11 +46,25 @@ class Limits:
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"workers must be at least 1 (got {self.workers})")
 
-    def worker_count(self, host_count: int, *, blocking: bool = False) -> int:
-        """Explicit ``workers``, else one process per core once there are enough hosts
-        (far sooner when *blocking* transports such as netmiko drive most hosts)."""
-        if self.workers is not None:
-            return max(1, min(self.workers, host_count))
+    def layout(self, host_count: int, *, blocking: bool = False) -> tuple[int, int]:
+        """(worker processes, hosts at once across all of them) for *host_count* hosts.
+
+        Explicit ``workers`` and ``fanout`` are kept. Otherwise one process per core once
+        there are enough hosts per core (far sooner when *blocking* transports such as
+        netmiko drive most hosts). A blocking run keeps at most
+        :data:`SESSIONS_PER_WORKER_BLOCKING` sessions per process: its default fanout is
+        that many per worker, and a larger explicit fanout gets more workers."""
+        hosts = max(1, host_count)
         cores = os.cpu_count() or 1
-        per_worker = HOSTS_PER_WORKER_BLOCKING if blocking else HOSTS_PER_WORKER
-        return max(1, min(cores, host_count // per_worker))
+        if not blocking:
+            workers = self.workers or min(cores, hosts // HOSTS_PER_WORKER)
+            return max(1, min(workers, hosts)), self.fanout or DEFAULT_FANOUT
+        per_worker = SESSIONS_PER_WORKER_BLOCKING
+        workers = self.workers or min(cores, hosts // HOSTS_PER_WORKER_BLOCKING)
+        if self.workers is None and self.fanout is not None:
+            workers = max(workers, -(-min(self.fanout, hosts) // per_worker))
+        workers = max(1, min(workers, hosts))
+        return workers, self.fanout or per_worker * workers
+
+    def fanout_or_default(self) -> int:
+        return self.fanout or DEFAULT_FANOUT

@@ -37,7 +37,7 @@ class Plan:
 
     def shard(self, index: int, count: int) -> Plan:
         """Every *count*-th host from *index*, with the fanout split between shards."""
-        fanout = max(1, -(-self.limits.fanout // count))
+        fanout = max(1, -(-self.limits.fanout_or_default() // count))
         return replace(
             self, hosts=self.hosts[index::count], limits=replace(self.limits, fanout=fanout)
         )

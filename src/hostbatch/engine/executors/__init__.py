@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hostbatch.engine.executors.inline import run_hosts
 from hostbatch.engine.executors.processes import run_sharded
 from hostbatch.engine.hostrun import Emit
@@ -11,7 +13,8 @@ from hostbatch.engine.plan import Plan
 async def execute(plan: Plan, emit: Emit) -> None:
     """Run *plan*, in this process or sharded across worker processes by host count."""
     blocking = sum(plan.transport_for(h) == "netmiko" for h in plan.hosts) * 2 > len(plan.hosts)
-    workers = plan.limits.worker_count(len(plan.hosts), blocking=blocking)
+    workers, fanout = plan.limits.layout(len(plan.hosts), blocking=blocking)
+    plan = replace(plan, limits=replace(plan.limits, fanout=fanout))
     if workers == 1:
         await run_hosts(plan, emit)
     else:

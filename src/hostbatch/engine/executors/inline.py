@@ -19,5 +19,5 @@ async def run_hosts(plan: Plan, emit: Emit, pool: TransportPool | None = None) -
         for host in pending:  # shared iterator: each host is taken once
             emit(Finished(await run_host(plan, host, emit, pool)))
 
-    count = min(plan.limits.fanout, len(plan.hosts))
+    count = min(plan.limits.fanout_or_default(), len(plan.hosts))
     await asyncio.gather(*(worker() for _ in range(count)))
