@@ -41,6 +41,22 @@ def test_show_commands_after_enable(take_devices: TakeDevices, run_options: RunO
     assert "Cisco IOS Software" in result.stdout_text  # streamed too
 
 
+def test_a_step_that_times_out_keeps_what_ran_before(
+    take_devices: TakeDevices, run_options: RunOptions
+) -> None:
+    device = take_devices(1)[0]
+    # 'configure terminal' as a plain command: the prompt becomes 'sw(config)#', so the
+    # prompt netmiko waits for never comes back and the step times out.
+    commands = CommandSet(("show version", "configure terminal", "show running-config"), timeout=2)
+    result = run(commands, [device_host(device)], run_options)[device.name]
+    assert result.status is Status.TIMEOUT, result.error
+    assert result.error is not None and "'configure terminal'" in result.error
+    version, stuck = result.outputs  # the step after the stuck one never ran
+    assert version.error is None and "Cisco IOS Software" in version.output
+    assert stuck.command == "configure terminal"
+    assert stuck.error is not None and "no prompt within 2s" in stuck.error
+
+
 def test_single_command_and_enable_needed(
     take_devices: TakeDevices, run_options: RunOptions
 ) -> None:

@@ -14,7 +14,7 @@ import pytest
 from hostbatch.api import RunOptions, Session, run, run_async, stream
 from hostbatch.engine.limits import Limits
 from hostbatch.inventory import Inventory, load_inventory
-from hostbatch.models import Event, Finished, OutputChunk, Started, Status
+from hostbatch.models import CommandSet, Event, Finished, OutputChunk, Started, Status
 from hostbatch.testing import Fleet, FleetThread
 from hostbatch.transport.base import ConnectOptions
 
@@ -156,6 +156,20 @@ def test_command_timeout_kills_the_remote_process(fleet: tuple[Fleet, Inventory]
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_command_set_keeps_the_outputs_before_a_timeout(
+    fleet: tuple[Fleet, Inventory],
+) -> None:
+    started, inventory = fleet
+    commands = CommandSet(("echo one", "echo two; exec sleep 60", "echo three"), timeout=1.0)
+    result = run(commands, hosts="node01", inventory=inventory, options=options(started))["node01"]
+    assert result.status is Status.TIMEOUT
+    first, stuck = result.outputs  # the third command never ran
+    assert (first.command, first.output, first.exit_status) == ("echo one", "one\n", 0)
+    assert stuck.command == "echo two; exec sleep 60"
+    assert stuck.output == "two\n" and stuck.error == result.error
+    assert "three" not in result.stdout_text
 
 
 def test_worker_processes_give_the_same_results(fleet: tuple[Fleet, Inventory]) -> None:

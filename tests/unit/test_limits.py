@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from hostbatch.engine import limits as limits_module
 from hostbatch.engine.limits import (
     DEFAULT_FANOUT,
     HOSTS_PER_WORKER,
@@ -16,7 +17,7 @@ from hostbatch.errors import UsageError
 
 @pytest.fixture
 def four_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(limits_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
 
 
 @pytest.mark.usefixtures("four_cores")

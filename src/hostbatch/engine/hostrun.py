@@ -115,14 +115,20 @@ def _put_items(transfer: Transfer) -> list[list[LocalItem]]:
 
 
 async def _operate(
-    plan: Plan, host: Host, transport: Transport, output: OutputSink, emit: Emit
+    plan: Plan,
+    host: Host,
+    transport: Transport,
+    output: OutputSink,
+    emit: Emit,
+    *,
+    outputs: list[CommandOutput],
 ) -> _Outcome:
     operation = plan.operation
     if isinstance(operation, Command):
         exit_status = await transport.run(operation.text, output, _timeout(plan))
         return _Outcome(Status.OK if exit_status == 0 else Status.FAILED, exit_status)
     if isinstance(operation, CommandSet):
-        return await _command_set(plan, host, transport, operation, output)
+        return await _command_set(plan, host, transport, operation, output, outputs=outputs)
 
     def report(done: int, total: int) -> None:
         emit(Progress(host.name, done, total))
@@ -137,18 +143,24 @@ async def _operate(
 
 
 async def _command_set(
-    plan: Plan, host: Host, transport: Transport, commands: CommandSet, output: OutputSink
+    plan: Plan,
+    host: Host,
+    transport: Transport,
+    commands: CommandSet,
+    output: OutputSink,
+    *,
+    outputs: list[CommandOutput],
 ) -> _Outcome:
-    """Each command in turn, outputs kept apart; devices run the set in one CLI session."""
+    """Each command in turn, outputs kept apart in *outputs* as each one ends (so they
+    outlive a timeout or a lost connection); devices run the set in one CLI session."""
     if isinstance(transport, DeviceTransport):
         timeout = commands.timeout or _timeout(plan)
-        outputs = await transport.run_commands(replace(commands, timeout=timeout), output)
+        await transport.run_commands(replace(commands, timeout=timeout), output, outputs)
     elif commands.device_only:
         raise UsageError(
             f"--config, --save and --parse need a network device; {host.name} has no device_type"
         )
     else:
-        outputs = []
         for text in commands.commands:
             captured = bytearray()
 
@@ -156,7 +168,12 @@ async def _command_set(
                 captured.extend(data)
                 output(stream, data)
 
-            status = await transport.run(text, tee, commands.timeout or _timeout(plan))
+            try:
+                status = await transport.run(text, tee, commands.timeout or _timeout(plan))
+            except HostbatchError as exc:
+                decoded = bytes(captured).decode("utf-8", errors="replace")
+                outputs.append(CommandOutput(text, decoded, error=exc.message))
+                raise
             decoded = bytes(captured).decode("utf-8", errors="replace")
             outputs.append(CommandOutput(text, decoded, exit_status=status))
     failed = [o for o in outputs if o.error or (o.exit_status not in (None, 0))]
@@ -188,6 +205,7 @@ async def run_host(
         emit(OutputChunk(host.name, stream, data))
 
     outcome = _Outcome()
+    outputs: list[CommandOutput] = []  # a CommandSet's finished steps, kept on failure too
     transport: Transport | None = None
     factory = get_transport(plan.transport_for(host))
     try:
@@ -198,9 +216,10 @@ async def run_host(
             transport = await pool.acquire(
                 host, lambda h: factory(h, plan.options), lambda t: _connect(t, plan)
             )
-        outcome = await _operate(plan, host, transport, output, emit)
+        outcome = await _operate(plan, host, transport, output, emit, outputs=outputs)
     except HostbatchError as exc:
         outcome.status, outcome.error = status_for(exc), exc.message
+        outcome.outputs = tuple(outputs)
     except Exception as exc:  # a bug or an untranslated library error: this host only
         outcome.error = f"internal error: {type(exc).__name__}: {exc}"
     finally:

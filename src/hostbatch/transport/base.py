@@ -91,9 +91,14 @@ class Transport(Protocol):
 class DeviceTransport(Protocol):
     """A transport for network devices: runs a CommandSet in one CLI session."""
 
-    async def run_commands(self, commands: CommandSet, output: OutputSink) -> list[CommandOutput]:
-        """Each command's output (streamed to *output* too); config set and save when asked.
-        A command the device rejects gives a CommandOutput with ``error``; the rest still run."""
+    async def run_commands(
+        self, commands: CommandSet, output: OutputSink, results: list[CommandOutput]
+    ) -> None:
+        """Config set and save when asked, then each command; every step's output is
+        streamed to *output* and appended to *results* as soon as the step ends, so what
+        ran before a timeout or a lost connection is kept. A command the device rejects
+        gives a CommandOutput with ``error`` and the rest still run; a step that times out
+        or loses the connection gets one with ``error`` too, then the error is raised."""
 
 
 class TransportFactory(Protocol):

@@ -24,7 +24,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,24 +372,36 @@ class NetmikoTransport:
             raise DeviceCommandError(f"'{command}': {error}", host=self.host.name)
         return 0
 
-    async def run_commands(self, commands: CommandSet, output: OutputSink) -> list[CommandOutput]:
-        """Configuration set first, then save, then each command; a command the device
-        rejects gets ``error`` and the next one still runs. The configuration is not saved
-        when the device rejected part of it."""
+    async def run_commands(
+        self, commands: CommandSet, output: OutputSink, results: list[CommandOutput]
+    ) -> None:
+        """Configuration set first, then save, then each command, each appended to
+        *results* when it ends; a command the device rejects gets ``error`` and the next
+        one still runs. The configuration is not saved when the device rejected part of it.
+        A step that times out or loses the connection is recorded, then the error raised."""
         timeout = commands.timeout or DEFAULT_READ_TIMEOUT
-        results: list[CommandOutput] = []
+        steps: list[tuple[str, Callable[[], Awaitable[CommandOutput]]]] = []
         if commands.config:
-            results.append(await self._configure(commands.config, timeout, output))
+            steps.append(("config", lambda: self._configure(commands.config, timeout, output)))
         if commands.save:
-            if results and results[-1].error:
-                results.append(
-                    CommandOutput("save", "", note="not saved: the configuration was rejected")
-                )
-            else:
-                results.append(await self._save(timeout, output))
+            steps.append(("save", lambda: self._save_unless_rejected(results, timeout, output)))
         for text in commands.commands:
-            results.append(await self._command(text, commands.parse, timeout, output))
-        return results
+            steps.append(
+                (text, functools.partial(self._command, text, commands.parse, timeout, output))
+            )
+        for name, step in steps:
+            try:
+                results.append(await step())
+            except TransportError as exc:
+                results.append(CommandOutput(name, "", error=exc.message))
+                raise
+
+    async def _save_unless_rejected(
+        self, done: list[CommandOutput], timeout: float, output: OutputSink
+    ) -> CommandOutput:
+        if done and done[-1].error:
+            return CommandOutput("save", "", note="not saved: the configuration was rejected")
+        return await self._save(timeout, output)
 
     async def _command(
         self, command: str, parse: bool, timeout: float, output: OutputSink
