@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from hostbatch.transport.hostkeys import host_token, is_known, record
+from hostbatch.transport.hostkeys import host_token, is_known, key_lines, record
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnotarealkeybutshapedlikeoneAAAAAAAAAAAAA"
 
@@ -44,3 +44,32 @@ def test_record_appends_and_creates(tmp_path: Path) -> None:
     assert path.read_text().splitlines() == [f"[127.0.0.1]:2022 {KEY}", f"127.0.0.2 {KEY}"]
     assert path.stat().st_mode & 0o777 == 0o600
     assert is_known(path, "127.0.0.1", 2022)
+
+
+def test_key_lines_picks_only_this_hosts_lines(tmp_path: Path) -> None:
+    salt = b"0123456789abcdef0123"
+    digest = hmac.new(salt, b"[db1]:2200", hashlib.sha1).digest()
+    hashed = f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+    path = tmp_path / "known_hosts"
+    lines = [
+        f"[db1]:2200,db1 {KEY}",  # several names on one line
+        f"{hashed} {KEY}",
+        f"db* {KEY}",
+        f"db*,!db1 {KEY}",
+        f"@cert-authority db1 {KEY}",  # a marker line is not a key of the host
+        f"[db2]:2200 {KEY}",
+    ]
+    path.write_text("# comment\n" + "\n".join(lines) + "\n")
+    assert key_lines(path, "db1", 2200) == [lines[0], lines[1]]
+    assert key_lines(path, "db1", 22) == [lines[0], lines[2]]
+    assert key_lines(path, "db2", 2200) == [lines[5]]
+    assert key_lines(path, "db2", 22) == [lines[2], lines[3]]
+    assert key_lines(tmp_path / "missing", "db1", 22) == []
+
+
+def test_key_lines_sees_a_changed_file(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    path.write_text(f"a {KEY}\n")
+    assert key_lines(path, "a", 22) == [f"a {KEY}"]
+    record(path, "b", 22, KEY)
+    assert key_lines(path, "b", 22) == [f"b {KEY}"]

@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import os
 import re
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -70,6 +72,56 @@ def is_known(path: Path, host: str, port: int) -> bool:
         for line in text.splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     )
+
+
+@dataclass
+class _Index:
+    """A known_hosts file's plain key lines by exact host token; hashed, wildcard and
+    negated names are matched line by line (a few, usually)."""
+
+    plain: dict[str, list[str]] = field(default_factory=dict)
+    other: list[str] = field(default_factory=list)
+
+
+_indexes: dict[tuple[str, int, int], _Index] = {}
+_index_lock = threading.Lock()
+
+
+def _build_index(text: str) -> _Index:
+    index = _Index()
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "@")):  # markers are not plain keys
+            continue
+        names = line.split(None, 1)[0]
+        if names.startswith("|1|") or any(c in names for c in "*?!"):
+            index.other.append(line)
+            continue
+        for name in dict.fromkeys(names.split(",")):
+            index.plain.setdefault(name, []).append(line)
+    return index
+
+
+def key_lines(path: Path, host: str, port: int) -> list[str]:
+    """The known_hosts lines holding a key for host:port (no @-marker lines). The file is
+    indexed once per process and version, so each host costs a lookup, not a parse of
+    every key in the file."""
+    try:
+        info = path.stat()
+    except OSError:
+        return []
+    cache_key = (str(path), info.st_mtime_ns, info.st_size)
+    with _index_lock:
+        index = _indexes.get(cache_key)
+        if index is None:
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                return []
+            _indexes.clear()
+            index = _indexes[cache_key] = _build_index(text)
+    token = host_token(host, port)
+    return index.plain.get(token, []) + [line for line in index.other if _line_names(line, token)]
 
 
 def record(path: Path, host: str, port: int, key_line: str) -> None:

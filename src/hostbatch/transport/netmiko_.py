@@ -153,28 +153,6 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         raise paramiko.SSHException("host key is not in known_hosts")
 
 
-_known_cache: dict[tuple[str, int, int], paramiko.HostKeys] = {}
-_known_lock = threading.Lock()
-
-
-def _known_hosts(path: Path) -> paramiko.HostKeys:
-    """known_hosts parsed once per process and file version (paramiko's own load parses
-    the whole file for every connection: ~50 ms for 200 entries)."""
-    try:
-        info = path.stat()
-    except OSError:
-        return paramiko.HostKeys()  # no file: nothing is trusted
-    cache_key = (str(path), info.st_mtime_ns, info.st_size)
-    with _known_lock:
-        if cache_key not in _known_cache:
-            _known_cache.clear()
-            try:
-                _known_cache[cache_key] = paramiko.HostKeys(str(path))
-            except (OSError, UnicodeDecodeError):
-                return paramiko.HostKeys()
-        return _known_cache[cache_key]
-
-
 def _chain(exc: BaseException) -> list[BaseException]:
     """*exc* and the exceptions it was raised from or during (netmiko wraps paramiko's)."""
     seen: list[BaseException] = []
@@ -238,9 +216,14 @@ class NetmikoTransport:
         client = paramiko.SSHClient()
         if self.options.host_keys != "off":
             token = hostkeys.host_token(self.host.hostname, self.host.port)
-            known = _known_hosts(self.options.known_hosts_path).lookup(token)
-            for key_type, key in (known or {}).items():
-                client.get_host_keys().add(token, key_type, key)
+            path = self.options.known_hosts_path
+            for line in hostkeys.key_lines(path, self.host.hostname, self.host.port):
+                try:
+                    entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+                except paramiko.hostkeys.InvalidHostKey:
+                    continue  # a broken line trusts nothing
+                if entry is not None and entry.key is not None:
+                    client.get_host_keys().add(token, entry.key.get_name(), entry.key)
         client.set_missing_host_key_policy(self._policy)
         return client
 
