@@ -7,7 +7,14 @@ import hashlib
 import hmac
 from pathlib import Path
 
+import paramiko
+import pytest
+
+from hostbatch.errors import HostKeyError
+from hostbatch.models import Host
+from hostbatch.transport.base import ConnectOptions
 from hostbatch.transport.hostkeys import host_token, is_known, key_lines, record
+from hostbatch.transport.paramiko_ import trust_known_keys
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnotarealkeybutshapedlikeoneAAAAAAAAAAAAA"
 
@@ -73,3 +80,15 @@ def test_key_lines_sees_a_changed_file(tmp_path: Path) -> None:
     assert key_lines(path, "a", 22) == [f"a {KEY}"]
     record(path, "b", 22, KEY)
     assert key_lines(path, "b", 22) == [f"b {KEY}"]
+
+
+def test_paramiko_clients_trust_only_the_hosts_own_lines(tmp_path: Path) -> None:
+    ed25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    path = tmp_path / "known_hosts"
+    path.write_text(f"[r1]:2222 {ed25519}\nr2 ssh-ed25519 not-base64!\n")
+    options = ConnectOptions(known_hosts=str(path))
+    client = paramiko.SSHClient()
+    trust_known_keys(client, Host("r1", "r1", 2222), options)  # r2's broken line is not read
+    assert list(client.get_host_keys()) == ["[r1]:2222"]
+    with pytest.raises(HostKeyError, match=f"cannot read {path}"):
+        trust_known_keys(paramiko.SSHClient(), Host("r2", "r2"), options)

@@ -55,6 +55,7 @@ from hostbatch.errors import (
 from hostbatch.models import CommandOutput, CommandSet, Host
 from hostbatch.transport import hostkeys
 from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink, RemoteStat
+from hostbatch.transport.paramiko_ import trust_known_keys
 
 T = TypeVar("T")
 
@@ -131,28 +132,6 @@ async def _in_thread(func: Callable[..., T], *args: Any) -> T:
     return await loop.run_in_executor(_executor(), functools.partial(func, *args))
 
 
-class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Called by paramiko for a host known_hosts does not name (a changed key never gets
-    here: paramiko raises BadHostKeyException)."""
-
-    def __init__(self, host: Host, options: ConnectOptions) -> None:
-        self.host = host
-        self.options = options
-        self.rejected = False
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
-        if self.options.host_keys == "off":
-            return
-        if self.options.host_keys == "accept-new":
-            line = f"{key.get_name()} {key.get_base64()}"
-            hostkeys.record(self.options.known_hosts_path, self.host.hostname, self.host.port, line)
-            return
-        self.rejected = True
-        raise paramiko.SSHException("host key is not in known_hosts")
-
-
 def _chain(exc: BaseException) -> list[BaseException]:
     """*exc* and the exceptions it was raised from or during (netmiko wraps paramiko's)."""
     seen: list[BaseException] = []
@@ -177,7 +156,6 @@ class NetmikoTransport:
         self.options = options
         self.platform = platform_for(host.device_type)
         self._conn: Any = None  # netmiko BaseConnection (untyped library)
-        self._policy = _HostKeyPolicy(host, options)
 
     @property
     def where(self) -> str:
@@ -212,26 +190,16 @@ class NetmikoTransport:
         return kwargs
 
     def _ssh_client(self) -> paramiko.SSHClient:
-        """The paramiko client netmiko connects with: this host's known keys, our policy."""
+        """The paramiko client netmiko connects with: this host's known keys and the same
+        host key policy as the paramiko transport."""
         client = paramiko.SSHClient()
-        if self.options.host_keys != "off":
-            token = hostkeys.host_token(self.host.hostname, self.host.port)
-            path = self.options.known_hosts_path
-            for line in hostkeys.key_lines(path, self.host.hostname, self.host.port):
-                try:
-                    entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-                except paramiko.hostkeys.InvalidHostKey:
-                    continue  # a broken line trusts nothing
-                if entry is not None and entry.key is not None:
-                    client.get_host_keys().add(token, entry.key.get_name(), entry.key)
-        client.set_missing_host_key_policy(self._policy)
+        trust_known_keys(client, self.host, self.options)
         return client
 
     def _open_blocking(self) -> None:
         """Runs in a pool thread: connect, log in, find the prompt, enable."""
         conn = ConnectHandler(**self._connect_kwargs())
         self._conn = conn
-        conn.key_policy = self._policy
         conn._build_ssh_client = self._ssh_client  # type: ignore[method-assign]  # netmiko's hook
         conn._open()
         if self.host.credentials.secret is not None:
@@ -244,7 +212,6 @@ class NetmikoTransport:
                 host=self.host.name,
             )
         await self.close()  # a retry starts afresh
-        self._policy = _HostKeyPolicy(self.host, self.options)
         future = asyncio.get_running_loop().run_in_executor(_executor(), self._open_blocking)
         try:
             await asyncio.wait_for(asyncio.shield(future), self.options.connect_timeout)
@@ -276,9 +243,9 @@ class NetmikoTransport:
     def _translate_connect(self, exc: BaseException) -> TransportError:
         name = self.host.name
         chain = _chain(exc)
-        if self._policy.rejected:
-            path = self.options.known_hosts_path
-            return HostKeyError(hostkeys.unknown_message(*self._key_target(), path), host=name)
+        decided = next((e for e in chain if isinstance(e, HostKeyError)), None)
+        if decided is not None:  # unknown or changed key type: HostKeyPolicy said why
+            return decided
         if any(isinstance(e, paramiko.BadHostKeyException) for e in chain):
             path = self.options.known_hosts_path
             return HostKeyError(hostkeys.changed_message(*self._key_target(), path), host=name)

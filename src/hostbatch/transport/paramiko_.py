@@ -51,7 +51,6 @@ _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _cache_lock = threading.Lock()
 _key_cache: dict[tuple[str, str | None], paramiko.PKey] = {}
-_known_cache: dict[tuple[str, float], paramiko.HostKeys] = {}
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -96,22 +95,9 @@ def _mentions_passphrase(text: str) -> bool:
     return any(word in lowered for word in ("passphrase", "password", "decrypt", "encrypted"))
 
 
-def _known_hosts(path: Path) -> paramiko.HostKeys:
-    """known_hosts parsed once per process and file version (empty when there is none)."""
-    try:
-        mtime = path.stat().st_mtime
-    except OSError:
-        return paramiko.HostKeys()
-    cache_key = (str(path), mtime)
-    with _cache_lock:
-        if cache_key not in _known_cache:
-            _known_cache.clear()
-            _known_cache[cache_key] = paramiko.HostKeys(str(path))
-        return _known_cache[cache_key]
-
-
-class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Decides about host keys that known_hosts does not already trust.
+class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Decides about host keys that known_hosts does not already trust (this transport
+    and the netmiko one both connect with paramiko).
 
     paramiko itself raises BadHostKeyException when known_hosts holds a different key
     of the same type; this handles "no key of this type known" (unknown, or changed to
@@ -135,6 +121,23 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
             hostkeys.record(path, name, port, f"{key.get_name()} {key.get_base64()}")
             return
         raise HostKeyError(hostkeys.unknown_message(name, port, path), host=self.host.name)
+
+
+def trust_known_keys(client: paramiko.SSHClient, host: Host, options: ConnectOptions) -> None:
+    """Give *client* the known_hosts keys for *host* only (policy 'off': none), and the
+    policy for the keys it does not know. Only the host's own lines are parsed."""
+    client.set_missing_host_key_policy(HostKeyPolicy(host, options))
+    if options.host_keys == "off":
+        return
+    token = hostkeys.host_token(host.hostname, host.port)
+    path = options.known_hosts_path
+    for line in hostkeys.key_lines(path, host.hostname, host.port):
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        except paramiko.hostkeys.InvalidHostKey as exc:
+            raise HostKeyError(f"cannot read {path}: {exc}", host=host.name) from None
+        if entry is not None and entry.key is not None:
+            client.get_host_keys().add(token, entry.key.get_name(), entry.key)
 
 
 def _send_signal(chan: paramiko.Channel, name: str) -> None:
@@ -299,8 +302,7 @@ class ParamikoTransport:
             if self._closed:
                 return
             self._client = client
-        self._trust_known_keys(client)
-        client.set_missing_host_key_policy(_HostKeyPolicy(self.host, self.options))
+        trust_known_keys(client, self.host, self.options)
         client.connect(
             self.host.hostname,
             self.host.port,
@@ -316,20 +318,6 @@ class ParamikoTransport:
             return
         transport.set_keepalive(max(1, int(self.options.keepalive)))
         _watch_exit_signals(transport, self._exit_signals)
-
-    def _trust_known_keys(self, client: paramiko.SSHClient) -> None:
-        """Give *client* the known_hosts keys for this host only (policy 'off': none)."""
-        if self.options.host_keys == "off":
-            return
-        token = hostkeys.host_token(self.host.hostname, self.host.port)
-        try:
-            known = _known_hosts(self.options.known_hosts_path).lookup(token)
-        except Exception as exc:
-            raise HostKeyError(
-                f"cannot read {self.options.known_hosts_path}: {exc}", host=self.host.name
-            ) from None
-        for key_type, key in (known or {}).items():
-            client.get_host_keys().add(token, key_type, key)
 
     def _auth_kwargs(self) -> dict[str, Any]:
         """Credentials and timeouts, mirroring the asyncssh transport's choices."""
