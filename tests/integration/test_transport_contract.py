@@ -359,8 +359,13 @@ def test_accept_new_records_then_strict_passes(
     assert len(fresh.read_text().splitlines()) == 1
 
 
-def test_changed_host_key(transport_name: str, server: Server, tmp_path: Path) -> None:
-    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+@pytest.mark.parametrize("key_type", ["ssh-ed25519", "ecdsa-sha2-nistp256"])
+def test_changed_host_key(
+    transport_name: str, server: Server, tmp_path: Path, key_type: str
+) -> None:
+    """A different key of the server's own type, or a key of a type the server does not
+    have (its key changed type): both are a changed key, not a failed handshake."""
+    other = asyncssh.generate_private_key(key_type).export_public_key().decode()
     changed = tmp_path / "changed_known_hosts"
     changed.write_text(f"[{server.address}]:{server.port} {other}")
     with pytest.raises(HostKeyError, match="CHANGED"):

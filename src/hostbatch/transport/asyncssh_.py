@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import posixpath
 import signal
 import stat
@@ -79,6 +80,32 @@ def _known_hosts(path: Path) -> asyncssh.SSHKnownHosts | bytes:
     return _known_cache[cache_key]
 
 
+@functools.lru_cache(maxsize=4096)
+def _algorithms_of(line: str) -> tuple[str, ...]:
+    """The host key algorithms that can verify the key on a known_hosts *line*."""
+    fields = line.split()
+    try:
+        key = asyncssh.import_public_key(" ".join(fields[1:3]))
+    except (asyncssh.KeyImportError, ValueError):
+        return ()
+    return tuple(alg.decode() for alg in key.sig_algorithms)
+
+
+def _host_key_algorithms(path: Path, host: str, port: int) -> list[str] | None:
+    """The types of the host's known keys first, then every other default, as OpenSSH
+    does. (asyncssh alone offers only the known types, so a host whose key changed to
+    another type fails key exchange instead of being reported as changed.) None: no
+    plain key is known, asyncssh's default applies."""
+    known: list[str] = []
+    for line in hostkeys.key_lines(path, host, port):
+        known += [alg for alg in _algorithms_of(line) if alg not in known]
+    if not known:
+        return None
+    defaults = asyncssh.public_key.get_default_certificate_algs()
+    defaults += asyncssh.public_key.get_default_public_key_algs()
+    return known + [alg.decode() for alg in defaults if alg.decode() not in known]
+
+
 def _remote_stat(attrs: asyncssh.SFTPAttrs) -> RemoteStat:
     mode = attrs.permissions or 0
     return RemoteStat(
@@ -115,6 +142,8 @@ class _Client(asyncssh.SSHClient):
 class AsyncsshTransport:
     """One asyncssh connection to one host."""
 
+    extra_ciphers: tuple[str, ...] = ()  # offered after asyncssh's defaults
+
     def __init__(self, host: Host, options: ConnectOptions) -> None:
         self.host = host
         self.options = options
@@ -130,12 +159,16 @@ class AsyncsshTransport:
             "config": None,  # ~/.ssh/config was applied when the inventory was resolved
             "keepalive_interval": self.options.keepalive,
             "login_timeout": self.options.connect_timeout,
-            "encryption_algs": _cipher_preference(),
+            "encryption_algs": _cipher_preference() + list(self.extra_ciphers),
         }
         if self.options.host_keys == "off":
             kwargs["known_hosts"] = None
         else:
-            kwargs["known_hosts"] = _known_hosts(self.options.known_hosts_path)
+            path = self.options.known_hosts_path
+            kwargs["known_hosts"] = _known_hosts(path)
+            algorithms = _host_key_algorithms(path, self.host.hostname, self.host.port)
+            if algorithms is not None:
+                kwargs["server_host_key_algs"] = algorithms
         if creds.password is not None:
             kwargs["password"] = creds.password.reveal()
         if creds.key_file is not None:
