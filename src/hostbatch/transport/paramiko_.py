@@ -96,8 +96,7 @@ def _mentions_passphrase(text: str) -> bool:
 
 
 class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Decides about host keys that known_hosts does not already trust (this transport
-    and the netmiko one both connect with paramiko).
+    """Decides about host keys that known_hosts does not already trust.
 
     paramiko itself raises BadHostKeyException when known_hosts holds a different key
     of the same type; this handles "no key of this type known" (unknown, or changed to
