@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
+import sys
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -69,6 +71,11 @@ def _worker_main(plan: Plan, conn: Connection) -> None:
     asyncio.run(main())
     batcher.flush()
     conn.close()
+    # Every host has finished and been reported; skip the interpreter's teardown (idle
+    # pool threads joined, modules freed: ~0.15 s per worker), the parent waits on it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 class _Shard:
