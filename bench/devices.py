@@ -1,6 +1,6 @@
 """Device benchmark: ``show running-config`` on N emulated Cisco IOS devices.
 
-hostbatch (``hostbatch.api.run`` with a Command: netmiko sessions in threads, at most 32
+hostbatch (``hostbatch.api.run`` with a Command: netmiko sessions in threads, at most 128
 per worker process, one worker per core) against the seed's approach (one
 ``multiprocessing.Process`` per device running netmiko ``ConnectHandler`` + ``enable`` +
 ``send_command``, results on a ``multiprocessing.Queue``), in the same run against the

@@ -9,6 +9,7 @@ import pytest
 from hostbatch.engine.limits import (
     DEFAULT_FANOUT,
     HOSTS_PER_WORKER,
+    HOSTS_PER_WORKER_BLOCKING,
     SESSIONS_PER_WORKER_BLOCKING,
     Limits,
 )
@@ -29,11 +30,12 @@ def test_servers_stay_in_one_process_until_there_are_many_hosts_per_core() -> No
 
 
 @pytest.mark.usefixtures("four_cores")
-def test_devices_keep_few_sessions_per_process_by_default() -> None:
+def test_devices_get_a_worker_per_core_sooner_and_bounded_sessions_per_process() -> None:
     per = SESSIONS_PER_WORKER_BLOCKING
     assert Limits().layout(10, blocking=True) == (1, per)
+    assert Limits().layout(2 * HOSTS_PER_WORKER_BLOCKING, blocking=True) == (2, 2 * per)
     assert Limits().layout(200, blocking=True) == (4, 4 * per)
-    assert Limits().layout(2 * per, blocking=True) == (2, 2 * per)
+    assert Limits().layout(10_000, blocking=True) == (4, 4 * per)
 
 
 @pytest.mark.usefixtures("four_cores")
@@ -41,8 +43,8 @@ def test_a_large_explicit_fanout_for_devices_adds_workers_instead_of_threads() -
     per = SESSIONS_PER_WORKER_BLOCKING
     workers, fanout = Limits(fanout=8 * per).layout(1000, blocking=True)
     assert (workers, fanout) == (8, 8 * per)
-    # never more workers than the hosts that can run at once
-    assert Limits(fanout=8 * per).layout(per + 1, blocking=True) == (2, 8 * per)
+    # never more workers than the hosts that can run at once need
+    assert Limits(fanout=8 * per).layout(5 * per, blocking=True) == (5, 8 * per)
     # a small fanout stays in one process when there are few hosts
     assert Limits(fanout=5).layout(20, blocking=True) == (1, 5)
 

@@ -11,13 +11,15 @@ DEFAULT_FANOUT = 256  # hosts at once, all workers together, when most hosts use
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_OUTPUT_LIMIT = 1024 * 1024  # bytes kept in memory per host and stream (the tail)
 HOSTS_PER_WORKER = 500  # below this many hosts per core, one process is faster (bench/fanout.py)
-# Blocking libraries in threads (netmiko, with a paramiko thread per session) hold the GIL,
-# so one process tops out near one core much sooner, and past a few dozen sessions per
-# process the GIL hand-offs cost more than the extra sessions win. bench/devices.py, 200
-# devices on 2 cores: 2 workers x 128 sessions took 7.0 s and 10 s of CPU; 2 x 32, 4.5 s
-# and 5.8 s; 4 x 32 did no better than 2 x 32.
+# Blocking libraries in threads (netmiko: a thread per session polling its channel)
+# hold the GIL, so one process tops out near one core much sooner: network devices get a
+# worker per core from a few dozen devices. Sessions per worker, bench/devices.py, 200
+# fake IOS devices on 2 cores, 4 interleaved rounds (netmiko over asyncssh): 2 workers x 32
+# sessions 3.54 s median, x 64 2.83 s, x 100 2.71 s; seed 5.52 s. (With a paramiko thread
+# per session as well, 32 was the best: 2 x 128 took 7.0 s.) More workers cost ~0.6 s of
+# CPU each for importing asyncssh, paramiko and netmiko.
 HOSTS_PER_WORKER_BLOCKING = 32
-SESSIONS_PER_WORKER_BLOCKING = 32
+SESSIONS_PER_WORKER_BLOCKING = 128
 
 
 @dataclass(frozen=True)
