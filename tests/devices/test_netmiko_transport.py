@@ -57,6 +57,21 @@ def test_a_step_that_times_out_keeps_what_ran_before(
     assert stuck.error is not None and "no prompt within 2s" in stuck.error
 
 
+def test_a_device_that_closes_the_session_keeps_what_ran_before(
+    take_devices: TakeDevices, run_options: RunOptions
+) -> None:
+    device = take_devices(1)[0]
+    commands = CommandSet(("show version", "exit", "show running-config"), timeout=20)
+    began = time.monotonic()
+    result = run(commands, [device_host(device)], run_options)[device.name]
+    assert time.monotonic() - began < 10  # noticed at once, not at the 20 s timeout
+    assert result.status is Status.DROPPED, result.error
+    assert result.error == "connection lost during 'exit': the device closed the session"
+    version, closed = result.outputs
+    assert "Cisco IOS Software" in version.output
+    assert closed.command == "exit" and closed.error == result.error
+
+
 def test_single_command_and_enable_needed(
     take_devices: TakeDevices, run_options: RunOptions
 ) -> None:

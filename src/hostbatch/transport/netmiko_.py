@@ -337,8 +337,10 @@ class NetmikoTransport:
                 "(the command is slow, or the device waits for input)",
                 host=self.host.name,
             ) from None
+        closed = isinstance(exc, ReadException)  # netmiko read b"": the channel is closed
+        reason = "the device closed the session" if closed else type(exc).__name__
         raise ConnectionLost(
-            f"connection lost during '{command}': {type(exc).__name__}", host=self.host.name
+            f"connection lost during '{command}': {reason}", host=self.host.name
         ) from None
 
     def _send_blocking(self, command: str, timeout: float) -> str:
