@@ -260,9 +260,13 @@ def test_host_keys_unknown_changed_and_accept_new(
     other_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
     known.write_text(f"[127.0.0.1]:{changed.port} {other_key}\n")
     strict = RunOptions(connect=ConnectOptions(connect_timeout=8, known_hosts=str(known)))
-    results = run("show version", [device_host(unknown), device_host(changed)], strict)
+    # One run each: fake-switches' SSH server (Twisted) sometimes answers 'Peer version
+    # string longer than 4KB' when two clients drop it right after key exchange at once
+    # (5 in 60 such pairs with asyncssh; 0 in 60 one at a time).
+    results = run("show version", [device_host(unknown)], strict)
     assert results[unknown.name].status is Status.HOSTKEY
     assert "is not in" in (results[unknown.name].error or "")
+    results = run("show version", [device_host(changed)], strict)
     assert results[changed.name].status is Status.HOSTKEY
     assert "HOST KEY CHANGED" in (results[changed.name].error or "")
 

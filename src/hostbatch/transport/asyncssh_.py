@@ -142,8 +142,6 @@ class _Client(asyncssh.SSHClient):
 class AsyncsshTransport:
     """One asyncssh connection to one host."""
 
-    extra_ciphers: tuple[str, ...] = ()  # offered after asyncssh's defaults
-
     def __init__(self, host: Host, options: ConnectOptions) -> None:
         self.host = host
         self.options = options
@@ -159,7 +157,7 @@ class AsyncsshTransport:
             "config": None,  # ~/.ssh/config was applied when the inventory was resolved
             "keepalive_interval": self.options.keepalive,
             "login_timeout": self.options.connect_timeout,
-            "encryption_algs": _cipher_preference() + list(self.extra_ciphers),
+            "encryption_algs": _cipher_preference(),
         }
         if self.options.host_keys == "off":
             kwargs["known_hosts"] = None
