@@ -9,11 +9,18 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 import hostbatch
 from hostbatch.api import RunOptions
-from hostbatch.errors import AuthenticationError, HostKeyError, RemoteFileError
+from hostbatch.errors import (
+    AuthenticationError,
+    ConnectionLost,
+    HostKeyError,
+    RemoteFileError,
+    TransportError,
+)
 from hostbatch.models import Command, CommandSet, Credentials, Host, HostResult, Secret, Status
 from hostbatch.transport.base import ConnectOptions, DeviceTransport
 from hostbatch.transport.netmiko_ import NetmikoTransport, platform_for
@@ -315,3 +322,53 @@ async def _connect_once(transport: NetmikoTransport) -> None:
         await transport.connect()
     finally:
         await transport.close()
+
+
+def test_unsupported_device_type_fails_before_connecting(connect_options: ConnectOptions) -> None:
+    port = _free_port()  # nothing listens: a connection attempt would say "refused"
+    host = Host("r1", "127.0.0.1", port, device_type="cisco_bogus", transport="netmiko")
+    with pytest.raises(TransportError, match="unsupported device_type 'cisco_bogus'"):
+        asyncio.run(_connect_once(NetmikoTransport(host, connect_options)))
+
+
+class _ClosingServer(asyncssh.SSHServer):
+    """Takes any password, then ends every session at once: a device that drops the
+    session after login."""
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def validate_password(self, username: str, password: str) -> bool:
+        return True
+
+
+async def _connect_to_closing_server(tmp_path: Path) -> None:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    server = await asyncssh.create_server(
+        _ClosingServer,
+        "127.0.0.1",
+        0,
+        server_host_keys=[key],
+        process_factory=lambda process: process.exit(0),
+    )
+    port = server.sockets[0].getsockname()[1]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {key.export_public_key().decode()}")
+    creds = Credentials(username="admin", password=Secret("pw"))
+    host = Host("r1", "127.0.0.1", port, creds, device_type="cisco_ios", transport="netmiko")
+    options = ConnectOptions(connect_timeout=8, known_hosts=str(known))
+    try:
+        await _connect_once(NetmikoTransport(host, options))
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_a_session_closed_during_login_is_a_lost_connection(tmp_path: Path) -> None:
+    began = time.monotonic()
+    with pytest.raises(ConnectionLost, match="the device closed the session during login"):
+        asyncio.run(_connect_to_closing_server(tmp_path))
+    assert time.monotonic() - began < 6  # noticed, not waited out to the 8 s timeout
