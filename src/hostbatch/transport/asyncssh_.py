@@ -99,11 +99,16 @@ def _host_key_algorithms(path: Path, host: str, port: int) -> list[str] | None:
     known: list[str] = []
     for line in hostkeys.key_lines(path, host, port):
         known += [alg for alg in _algorithms_of(line) if alg not in known]
-    if not known:
-        return None
+    return list(_known_first(tuple(known))) if known else None
+
+
+@functools.lru_cache(maxsize=64)
+def _known_first(known: tuple[str, ...]) -> tuple[str, ...]:
+    """*known*, then asyncssh's other default host key algorithms (once per key-type set:
+    every connection asks)."""
     defaults = asyncssh.public_key.get_default_certificate_algs()
     defaults += asyncssh.public_key.get_default_public_key_algs()
-    return known + [alg.decode() for alg in defaults if alg.decode() not in known]
+    return known + tuple(name for alg in defaults if (name := alg.decode()) not in known)
 
 
 def _remote_stat(attrs: asyncssh.SFTPAttrs) -> RemoteStat:

@@ -294,17 +294,13 @@ class NetmikoTransport:
 
     def _netmiko_kwargs(self) -> dict[str, Any]:
         creds = self.host.credentials
-        timeout = self.options.connect_timeout
-        return {
+        return {  # no SSH timeouts: netmiko passes them only to paramiko's connect
             "device_type": self.host.device_type,
             "host": self.host.hostname,
             "port": self.host.port,
             "username": creds.username or "",
             "password": creds.password.reveal() if creds.password else None,  # in-band logins
             "secret": creds.secret.reveal() if creds.secret else "",
-            "conn_timeout": timeout,
-            "auth_timeout": timeout,
-            "banner_timeout": timeout,
             "fast_cli": True,
             "auto_connect": False,
         }
