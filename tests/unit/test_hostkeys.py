@@ -72,6 +72,10 @@ def test_key_lines_picks_only_this_hosts_lines(tmp_path: Path) -> None:
     assert key_lines(path, "db2", 2200) == [lines[5]]
     assert key_lines(path, "db2", 22) == [lines[2], lines[3]]
     assert key_lines(tmp_path / "missing", "db1", 22) == []
+    # is_known counts CA markers too (a host key that does not match is then "changed")
+    path.write_text(f"@cert-authority ca-host {KEY}\n@revoked gone {KEY}\nshort\n")
+    assert is_known(path, "ca-host", 22)
+    assert not is_known(path, "gone", 22) and not is_known(path, "short", 22)
 
 
 def test_key_lines_sees_a_changed_file(tmp_path: Path) -> None:

@@ -60,27 +60,14 @@ def _line_names(line: str, token: str) -> bool:
     return matched
 
 
-def is_known(path: Path, host: str, port: int) -> bool:
-    """True when known_hosts has any key for host:port (so a mismatch means it changed)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    token = host_token(host, port)
-    return any(
-        _line_names(line, token)
-        for line in text.splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    )
-
-
 @dataclass
 class _Index:
     """A known_hosts file's plain key lines by exact host token; hashed, wildcard and
-    negated names are matched line by line (a few, usually)."""
+    negated names are matched line by line (a few, usually), as are marker lines."""
 
     plain: dict[str, list[str]] = field(default_factory=dict)
     other: list[str] = field(default_factory=list)
+    markers: list[str] = field(default_factory=list)  # @cert-authority, @revoked
 
 
 _indexes: dict[tuple[str, int, int], _Index] = {}
@@ -91,7 +78,10 @@ def _build_index(text: str) -> _Index:
     index = _Index()
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith(("#", "@")):  # markers are not plain keys
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):  # markers are not plain keys
+            index.markers.append(line)
             continue
         names = line.split(None, 1)[0]
         if names.startswith("|1|") or any(c in names for c in "*?!"):
@@ -102,14 +92,12 @@ def _build_index(text: str) -> _Index:
     return index
 
 
-def key_lines(path: Path, host: str, port: int) -> list[str]:
-    """The known_hosts lines holding a key for host:port (no @-marker lines). The file is
-    indexed once per process and version, so each host costs a lookup, not a parse of
-    every key in the file."""
+def _index(path: Path) -> _Index:
+    """*path* indexed once per process and file version (empty when it cannot be read)."""
     try:
         info = path.stat()
     except OSError:
-        return []
+        return _Index()
     cache_key = (str(path), info.st_mtime_ns, info.st_size)
     with _index_lock:
         index = _indexes.get(cache_key)
@@ -117,11 +105,27 @@ def key_lines(path: Path, host: str, port: int) -> list[str]:
             try:
                 text = path.read_text(encoding="utf-8", errors="replace")
             except OSError:
-                return []
+                return _Index()
             _indexes.clear()
             index = _indexes[cache_key] = _build_index(text)
-    token = host_token(host, port)
+    return index
+
+
+def key_lines(path: Path, host: str, port: int) -> list[str]:
+    """The known_hosts lines holding a key for host:port (no @-marker lines). The file is
+    indexed once per process and version, so each host costs a lookup, not a parse of
+    every key in the file."""
+    index, token = _index(path), host_token(host, port)
     return index.plain.get(token, []) + [line for line in index.other if _line_names(line, token)]
+
+
+def is_known(path: Path, host: str, port: int) -> bool:
+    """True when known_hosts has any key for host:port, a CA marker included (so a
+    mismatch means it changed)."""
+    token = host_token(host, port)
+    return any(len(line.split()) >= 3 for line in key_lines(path, host, port)) or any(
+        _line_names(line, token) for line in _index(path).markers
+    )
 
 
 def record(path: Path, host: str, port: int, key_line: str) -> None:
