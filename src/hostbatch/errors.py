@@ -7,6 +7,8 @@
     ├── InventoryError             unreadable or invalid inventory; path, line (exit 2)
     ├── SelectionError             unknown host or group, empty selection      (exit 2)
     ├── MissingExtraError          an optional transport is not installed      (exit 2)
+    ├── SinkError                  an output sink (terminal, file, journal) failed; the
+    │                              run is stopped; never a host's result
     └── TransportError             one host's connection or command failed; never
         │                          escapes the engine: it becomes HostResult.error
         ├── ConnectError           refused, unreachable, DNS, closed during login
@@ -103,6 +105,19 @@ class MissingExtraError(HostbatchError):
         self.feature = feature
         self.extra = extra
         self.module = module
+
+
+class SinkError(HostbatchError):
+    """An event sink (live output, JSON, files, journal) raised; the run was stopped.
+
+    ``cause`` is the sink's exception (e.g. BrokenPipeError when stdout was closed by
+    ``| head``): the CLI decides what that means, never a host's result."""
+
+    exit_code = 1
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"output failed: {type(cause).__name__}: {cause}")
+        self.cause = cause
 
 
 class TransportError(HostbatchError):

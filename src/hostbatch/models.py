@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hostbatch.logs import register_secret
+
 
 class Secret:
     """A password, passphrase or enable secret that never shows itself.
@@ -19,6 +21,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        register_secret(value)  # so no log record can carry it (hostbatch.logs)
 
     def reveal(self) -> str:
         return self._value
