@@ -15,6 +15,7 @@ from hostbatch.errors import (
     MissingExtraError,
     RemoteFileError,
     SelectionError,
+    SinkError,
     TransportError,
     UsageError,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "Secret",
     "SelectionError",
     "Session",
+    "SinkError",
     "Started",
     "Status",
     "Transfer",
