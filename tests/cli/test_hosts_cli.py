@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_INVENTORY = ROOT / "examples" / "inventory"
 
 
 def hostbatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    if env is None:
-        full_env.pop("HOSTBATCH_INVENTORY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "hostbatch", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, env=env)
 
 
 def test_hosts_json_on_demo_inventory() -> None:
@@ -133,14 +123,7 @@ def test_help_has_examples() -> None:
 def test_ask_pass_prompts_and_masks(tmp_path: Path) -> None:
     inv = tmp_path / "hosts.ini"
     inv.write_text("[h1]\nhostname = 127.0.0.1\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "hostbatch", "hosts", "-i", str(inv), "--ask-pass", "--json"],
-        input="typed-secret-pw\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("hosts", "-i", str(inv), "--ask-pass", "--json", input="typed-secret-pw\n")
     assert result.returncode == 0, result.stderr
     assert "SSH password" in result.stderr
     assert "typed-secret-pw" not in result.stdout + result.stderr

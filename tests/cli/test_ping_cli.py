@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hostbatch.testing import Fleet, FleetThread
+from tests.fixtures.cli import run_cli
 
 BEHAVIOURS = {"node02": "refuse_connect", "node03": "hang_before_banner", "node04": "refuse_auth"}
 
@@ -23,26 +23,17 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, Pat
 
 def ping(fleet: tuple[Fleet, Path], *args: str) -> subprocess.CompletedProcess[str]:
     started, inventory = fleet
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hostbatch",
-            "ping",
-            "-i",
-            str(inventory),
-            "--known-hosts",
-            str(started.known_hosts),
-            "--connect-timeout",
-            "1",
-            "--ssh-config",
-            "",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return run_cli(
+        "ping",
+        "-i",
+        str(inventory),
+        "--known-hosts",
+        str(started.known_hosts),
+        "--connect-timeout",
+        "1",
+        "--ssh-config",
+        "",
+        *args,
     )
 
 

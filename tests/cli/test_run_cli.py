@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hostbatch.testing import Fleet, FleetThread
+from tests.fixtures.cli import Program, run_cli
 
 BEHAVIOURS = {"node03": "refuse_auth", "node05": "refuse_connect"}
 
@@ -24,18 +23,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, Pat
 
 
 def cli(
-    fleet: tuple[Fleet, Path], *args: str, program: str = "hostbatch", extra: tuple[str, ...] = ()
+    fleet: tuple[Fleet, Path],
+    *args: str,
+    program: Program = "hostbatch",
+    extra: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     started, inventory = fleet
-    code = (
-        "from hostbatch.cli.seed import batch_run_main; batch_run_main()"
-        if program == "batch_run"
-        else "from hostbatch.cli.app import main; main()"
-    )
-    argv = [
-        sys.executable,
-        "-c",
-        code,
+    return run_cli(
         *args,
         "-i",
         str(inventory),
@@ -44,9 +38,9 @@ def cli(
         "--connect-timeout",
         "3",
         *extra,
-    ]
-    env = {k: v for k, v in os.environ.items() if k != "HOSTBATCH_INVENTORY"}
-    return subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False, env=env)
+        program=program,
+        timeout=90,
+    )
 
 
 def run_args(*selection: str, command: str) -> tuple[str, ...]:
@@ -146,13 +140,7 @@ def test_no_password_in_any_output(fleet: tuple[Fleet, Path], tmp_path: Path) ->
 
 
 def test_run_help_has_examples() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "hostbatch", "run", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
+    result = run_cli("run", "--help", timeout=30)
     assert result.returncode == 0 and "Examples:" in result.stdout
     assert "--fanout" in result.stdout and "Exit code" in result.stdout
 

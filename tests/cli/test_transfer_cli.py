@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from hostbatch.testing.sshd import OpenSSHServer
+from tests.fixtures.cli import Program, run_cli
 
 
 @pytest.fixture
@@ -28,31 +28,17 @@ def setup(sshd: OpenSSHServer, sshd_remote_dir: Path, tmp_path: Path) -> tuple[P
 
 
 def cli(
-    sshd: OpenSSHServer, inventory: Path, program: str, *args: str
+    sshd: OpenSSHServer, inventory: Path, program: Program, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    entry = {
-        "hostbatch": "hostbatch.cli.app:main",
-        "batch_scp": "hostbatch.cli.seed:batch_scp_main",
-    }
-    module, func = entry[program].split(":")
-    code = f"from {module} import {func}; {func}()"
-    return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            code,
-            *args,
-            "-i",
-            str(inventory),
-            "--known-hosts",
-            str(sshd.known_hosts),
-            "--ssh-config",
-            "",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return run_cli(
+        *args,
+        "-i",
+        str(inventory),
+        "--known-hosts",
+        str(sshd.known_hosts),
+        "--ssh-config",
+        "",
+        program=program,
     )
 
 
@@ -123,11 +109,5 @@ def test_get_missing_remote_exit_1_names_it(
 
 
 def test_put_help_has_examples() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "hostbatch", "put", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
+    result = run_cli("put", "--help", timeout=30)
     assert "Examples:" in result.stdout and "-r" in result.stdout and "--verify" in result.stdout

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.devices.conftest import TakeDevices
 from tests.devices.fake_ios import ENABLE_SECRET, PASSWORD, USERNAME, Device
+from tests.fixtures.cli import run_cli
 
 pytestmark = pytest.mark.devices
 
@@ -35,9 +34,7 @@ def write_inventory(folder: Path, devices: list[Device]) -> Path:
 
 
 def hostbatch_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-c", "from hostbatch.cli.app import main; main()", *args]
-    env = {k: v for k, v in os.environ.items() if k != "HOSTBATCH_INVENTORY"}
-    return subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False, env=env)
+    return run_cli(*args, timeout=90)
 
 
 def test_run_several_commands_json(
