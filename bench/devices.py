@@ -27,7 +27,6 @@ key against a known_hosts file, as it does by default.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import multiprocessing
 import os
@@ -36,7 +35,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +46,8 @@ if str(ROOT) not in sys.path:
 
 from tests.devices.fake_ios import ENABLE_SECRET, PASSWORD, USERNAME, FakeIOS  # noqa: E402
 
-RESULTS = Path(__file__).with_name("results")
+from common import TreeMemory, cpu_seconds, process_cpu, save_report, wait_measured  # noqa: E402
+
 SEED = "seed-processes"
 # hostbatch[-wN][-fN]: hostbatch with --workers N and/or --fanout N, else its defaults
 _VARIANT = re.compile(r"hostbatch(?:-w(\d+))?(?:-f(\d+))?")
@@ -66,8 +65,6 @@ def variant_limits(name: str) -> tuple[int | None, int | None]:
 
 
 COMMAND = "show running-config"
-PAGE = os.sysconf("SC_PAGE_SIZE")
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -154,95 +151,26 @@ def _client_seed(spec: dict[str, Any]) -> dict[str, Any]:
 
 def client_main(approach: str, spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    began, cpu0 = time.monotonic(), _own_cpu()
+    began, cpu0 = time.monotonic(), cpu_seconds()
     outcome = _client_seed(spec) if approach == SEED else _client_hostbatch(spec, approach)
-    outcome.update(wall=time.monotonic() - began, cpu=_own_cpu() - cpu0)
+    outcome.update(wall=time.monotonic() - began, cpu=cpu_seconds() - cpu0)
     print(json.dumps(outcome), flush=True)
-
-
-def _own_cpu() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 # ---------------------------------------------------------------- measuring (the driver)
 
 
-def _process_tree(root: int) -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(parents.get(pid, []))
-    return tree
-
-
-def _memory(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of one process in bytes; (0, 0) when it is gone."""
-    try:
-        rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-        pss = 0
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                pss = int(line.split()[1]) * 1024
-                break
-    except (OSError, ValueError, IndexError):
-        return 0, 0
-    return rss, pss
-
-
-class TreeSampler(threading.Thread):
-    """Peak of the summed RSS and PSS over a process and its descendants."""
-
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.interval = pid, interval
-        self.peak_rss = self.peak_pss = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            sizes = [_memory(pid) for pid in _process_tree(self.pid)]
-            self.peak_rss = max(self.peak_rss, sum(r for r, _ in sizes))
-            self.peak_pss = max(self.peak_pss, sum(p for _, p in sizes))
-            self.done.wait(self.interval)
-
-
-def _cpu_of(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 def measure(approach: str, spec_path: Path, emulator_pid: int | None, timeout: float) -> Sample:
     argv = [sys.executable, __file__, "--client", approach, "--spec", str(spec_path)]
-    emulator0, began = _cpu_of(emulator_pid), time.monotonic()
-    with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors)
-        sampler = TreeSampler(process.pid)
+    emulator0, began = process_cpu(emulator_pid), time.monotonic()
+    with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(argv, stdout=output, stderr=errors, start_new_session=True)
+        sampler = TreeMemory(process.pid)
         sampler.start()
-        timer = threading.Timer(timeout, process.kill)
-        timer.start()
-        assert process.stdout is not None
-        out = process.stdout.read()
-        process.stdout.close()
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        timer.cancel()
-        sampler.done.set()
-        sampler.join()
+        _, usage = wait_measured(process, timeout)  # kills the client's group on timeout
+        sampler.stop()
+        output.seek(0)
+        out = output.read()
         errors.seek(0)
         stderr = errors.read().decode(errors="replace")
     process_wall = time.monotonic() - began
@@ -257,9 +185,9 @@ def measure(approach: str, spec_path: Path, emulator_pid: int | None, timeout: f
         process_wall=process_wall,
         cpu=usage.ru_utime + usage.ru_stime,
         max_rss_mb=usage.ru_maxrss / 1024,
-        tree_rss_mb=sampler.peak_rss / 2**20,
-        tree_pss_mb=sampler.peak_pss / 2**20,
-        emulator_cpu=_cpu_of(emulator_pid) - emulator0,
+        tree_rss_mb=sampler.peak_rss_kb / 1024,
+        tree_pss_mb=sampler.peak_pss_kb / 1024,
+        emulator_cpu=process_cpu(emulator_pid) - emulator0,
         failures=outcome["failures"],
     )
 
@@ -356,10 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {round_}: {approach} {sample.wall:.2f} s", file=sys.stderr)
                 samples.append(sample)
     report = _report(args, samples)
-    print(report)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
-    (RESULTS / f"devices-{stamp}.md").write_text(report)
+    save_report("devices", report)
     return 0 if all(s.ok == s.total for s in samples) else 1
 
 

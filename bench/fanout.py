@@ -1,8 +1,8 @@
 """Fan-out benchmark: one command on N hosts, hostbatch against the seeds' approaches.
 
-Real OpenSSH sshd daemons on distinct loopback addresses (see fanout_fleet.py); every
-approach runs in a process of its own so its CPU and memory are measured alone (see
-fanout_measure.py and fanout_clients.py). Usage::
+Real OpenSSH sshd daemons on distinct loopback addresses (common.SshdFleet); every
+approach runs in a process of its own (fanout_clients.py) so its CPU and memory are
+measured alone (common.measure_client). Usage::
 
     .venv/bin/python bench/fanout.py --sizes 10,100,300,1000 --repeat 3
     .venv/bin/python bench/fanout.py --quick
@@ -18,23 +18,29 @@ import argparse
 import datetime
 import importlib.util
 import io
+import json
 import os
-import platform
 import pstats
 import re
 import resource
-import shlex
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
-from fanout_fleet import ADDRESSES_PER_DAEMON, Fleet
-from fanout_measure import measure, profile
+from common import (
+    ADDRESSES_PER_DAEMON,
+    RESULTS,
+    Sample,
+    SshdFleet,
+    environment,
+    measure_client,
+    save_report,
+)
 from fanout_report import LABELS, NOTES, Row, table, targets
 
-RESULTS = Path(__file__).with_name("results")
+CLIENT = Path(__file__).with_name("fanout_clients.py")
 SEQUENTIAL_GUESS = 0.05  # seconds per host before the sequential loop was measured
 
 
@@ -145,7 +151,53 @@ def _skip_reason(
     return None
 
 
-def _run_case(fleet: Fleet, settings: Settings, command: str, hosts: int, rows: list[Row]) -> None:
+def _spec(fleet: SshdFleet, command: str, hosts: int) -> dict[str, object]:
+    return {
+        "command": command,
+        "known_hosts": str(fleet.known_hosts),
+        "timeout": 30.0,
+        "targets": fleet.targets(hosts),
+    }
+
+
+def _argv(approach: str, nice: int) -> list[str]:
+    """The client's command line, under ``nice -n NICE`` when asked (same pid after exec)."""
+    client = [sys.executable, str(CLIENT), approach]
+    return ["nice", "-n", str(nice), *client] if nice else client
+
+
+def measure(
+    fleet: SshdFleet, approach: str, command: str, hosts: int, timeout: float, *, nice: int = 0
+) -> Sample:
+    """Run *approach* on the first *hosts* hosts of *fleet*, in a process of its own."""
+    spec = _spec(fleet, command, hosts)
+    sample, _ = measure_client(
+        _argv(approach, nice), spec, lambda: fleet.sshd_cpu(hosts), hosts, timeout
+    )
+    return sample
+
+
+def profile(
+    fleet: SshdFleet, approach: str, hosts: int, out: Path, *, clock: str = "cpu", nice: int = 0
+) -> None:
+    """Run *approach* on ``true`` once under cProfile (in the client); stats to *out*."""
+    with tempfile.TemporaryDirectory(prefix="fanout-") as tmp:
+        spec_path, result_path = Path(tmp, "spec.json"), Path(tmp, "result.json")
+        spec_path.write_text(json.dumps(_spec(fleet, "true", hosts)))
+        argv = [*_argv(approach, nice), str(spec_path), str(result_path), "--profile", str(out)]
+        subprocess.run([*argv, "--profile-clock", clock], check=True, stdin=subprocess.DEVNULL)
+        result = json.loads(result_path.read_text())
+    print(
+        f"profiled {approach} on {hosts} hosts ({clock} clock): {result['ok']} ok, "
+        f"{result['failed']} failed, wall {result['wall']:.2f}s, CPU {result['cpu']:.2f}s "
+        "(profiler overhead included)",
+        file=sys.stderr,
+    )
+
+
+def _run_case(
+    fleet: SshdFleet, settings: Settings, command: str, hosts: int, rows: list[Row]
+) -> None:
     for approach in settings.approaches:
         row = Row(command, hosts, approach, settings.cores)
         row.skipped = _skip_reason(approach, command, hosts, rows, settings.max_seconds)
@@ -165,55 +217,29 @@ def _run_case(fleet: Fleet, settings: Settings, command: str, hosts: int, rows: 
                 print(f"    FAILED {name}: {reason}", file=sys.stderr)
 
 
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _environment(settings: Settings, daemons: int) -> str:
-    sshd = subprocess.run(["/usr/sbin/sshd", "-V"], capture_output=True, text=True, check=False)
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    memory = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+def _environment(settings: Settings, fleet: SshdFleet) -> str:
     return (
-        f"- command: `{shlex.join([sys.executable, *sys.argv])}`\n"
-        f"- machine: {settings.cores} cores ({model}), {int(memory) // 1024} MB RAM, "
-        f"Linux {platform.release()}\n"
-        f"- Python {platform.python_version()}, hostbatch {_version('hostbatch')}, "
-        f"asyncssh {_version('asyncssh')}, paramiko {_version('paramiko')}, "
-        f"{(sshd.stderr or sshd.stdout).strip()}\n"
-        f"- {daemons} sshd daemons (at most {ADDRESSES_PER_DAEMON} listen addresses each), "
+        f"{environment()}\n"
+        f"- {len(fleet.servers)} sshd daemons "
+        f"(at most {ADDRESSES_PER_DAEMON} listen addresses each), "
         f"one loopback address per host; repeats per case: {settings.repeat}; "
-        f"client nice: {settings.nice}"
+        f"client nice: {settings.nice}; sshd CPU measured by {fleet.sshd_cpu_method}"
     )
 
 
-def _report(settings: Settings, fleet: Fleet, rows: list[Row]) -> None:
-    now = datetime.datetime.now()
+def _report(settings: Settings, fleet: SshdFleet, rows: list[Row]) -> None:
     text = (
-        f"# hostbatch fan-out benchmark, {now:%Y-%m-%d %H:%M}\n\n"
-        f"{_environment(settings, len(fleet.servers))}\n\n{table(rows)}\n\n"
+        f"# hostbatch fan-out benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}\n\n"
+        f"{_environment(settings, fleet)}\n\n{table(rows)}\n\n"
         f"{targets(rows)}\n\n{NOTES}\n"
     )
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"fanout-{now:%Y-%m-%d-%H%M}.md"
-    out.write_text(text)
-    print(f"written to {out}", file=sys.stderr)
+    save_report("fanout", text)
 
 
 def _profile(hosts: int, args: argparse.Namespace) -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"fanout-profile-{datetime.datetime.now():%Y-%m-%d-%H%M}.prof"
-    with Fleet(hosts) as fleet:
+    with SshdFleet(hosts) as fleet:
         measure(fleet, "hostbatch-1proc", "true", min(hosts, 10), args.timeout)  # warm-up
         profile(
             fleet, "hostbatch-1proc", hosts, out, clock=args.profile_clock, nice=args.client_nice
@@ -234,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings(args)
     cases = [("true", n) for n in settings.sizes] + [("sleep 1", n) for n in settings.sleep_sizes]
     rows: list[Row] = []
-    with Fleet(max(n for _, n in cases)) as fleet:
+    with SshdFleet(max(n for _, n in cases)) as fleet:
         measure(fleet, "hostbatch-1proc", "true", min(10, fleet.size), settings.timeout)  # warm-up
         for command, hosts in cases:
             _run_case(fleet, settings, command, hosts, rows)

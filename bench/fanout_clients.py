@@ -21,7 +21,6 @@ import importlib
 import json
 import multiprocessing
 import queue
-import resource
 import sys
 import threading
 import time
@@ -30,26 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common import Outcome, Target, client_result, timed
+
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
 
     import paramiko
 
-Outcome = tuple[str, str | None]
-"""(host name, None when the command exited 0, else why not)."""
-
 Run = Callable[[], list[Outcome]]
-
-
-@dataclass(frozen=True)
-class Target:
-    """One host as the benchmark hands it to the clients."""
-
-    name: str
-    hostname: str
-    port: int
-    username: str
-    key_file: str
 
 
 @dataclass(frozen=True)
@@ -252,27 +239,22 @@ APPROACHES: dict[str, Callable[[Spec], Run]] = {
 }
 
 
-def _cpu_seconds() -> float:
-    """User+system CPU of this process and its waited-for children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def _timed(run: Run, profile: Path | None, clock: str) -> tuple[list[Outcome], float, float]:
-    profiler = None
-    if profile is not None:
-        profiler = cProfile.Profile(time.process_time) if clock == "cpu" else cProfile.Profile()
-    cpu_before, started = _cpu_seconds(), time.perf_counter()
-    if profiler is not None:
+    """(outcomes, wall, CPU) of *run*, under cProfile when *profile* names a stats file."""
+    if profile is None:
+        return timed(run)
+    profiler = cProfile.Profile(time.process_time) if clock == "cpu" else cProfile.Profile()
+
+    def profiled() -> list[Outcome]:
         profiler.enable()
-    outcomes = run()
-    if profiler is not None:
-        profiler.disable()
-    wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before
-    if profiler is not None and profile is not None:
-        profiler.dump_stats(str(profile))
-    return outcomes, wall, cpu
+        try:
+            return run()
+        finally:
+            profiler.disable()
+
+    result = timed(profiled)
+    profiler.dump_stats(str(profile))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,15 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = Spec.load(args.spec)
     run = APPROACHES[args.approach](spec)
     outcomes, wall, cpu = _timed(run, args.profile, args.profile_clock)
-    failures = [(name, reason) for name, reason in outcomes if reason is not None]
     result: dict[str, Any] = {
         "approach": args.approach,
         "hosts": len(spec.targets),
-        "ok": len(outcomes) - len(failures),
-        "failed": len(failures) + max(0, len(spec.targets) - len(outcomes)),
-        "failures": failures[:20],
-        "wall": wall,
-        "cpu": cpu,
+        **client_result(outcomes, len(spec.targets), wall, cpu),
     }
     args.result.write_text(json.dumps(result))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from fanout_measure import Sample
+from common import Sample
 
 LABELS = {
     "hostbatch": "a) hostbatch (defaults)",

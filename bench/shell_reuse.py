@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import datetime
 import json
-import resource
 import shlex
 import statistics
 import sys
@@ -26,11 +25,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from fanout_fleet import Fleet
-from sshd_cgroup import SshdCgroup
-from transfer_measure import measure_client
+from common import SshdFleet, cpu_seconds, measure_client, save_report, timed
 
-RESULTS = Path(__file__).with_name("results")
 COMMAND = "true"
 STEPS = ("first", "second")
 LABELS = {
@@ -39,12 +35,6 @@ LABELS = {
 }
 
 # -- client side -------------------------------------------------------------------------
-
-
-def _cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _logins(logs: list[str]) -> int:
@@ -59,9 +49,9 @@ async def _timed_steps(
 ) -> list[dict[str, Any]]:
     steps = []
     for _ in STEPS:
-        logins, cpu, started = _logins(logs), _cpu_seconds(), time.perf_counter()
+        logins, cpu, started = _logins(logs), cpu_seconds(), time.perf_counter()
         results = await run_once()
-        wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+        wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         await asyncio.sleep(0.2)  # let sshd write its log lines
         steps.append(
             {
@@ -102,14 +92,14 @@ async def _client(mode: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def client_main(mode: str, spec_path: str, result_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
-    cpu, started = _cpu_seconds(), time.perf_counter()
-    steps = asyncio.run(_client(mode, spec))  # Session closed inside: in the total wall
+    # the Session is closed inside: in the total wall
+    steps, wall, cpu = timed(lambda: asyncio.run(_client(mode, spec)))
     hosts = len(spec["targets"])
     ok = min(step["ok"] for step in steps)
     result = {
         "steps": steps,
-        "wall": time.perf_counter() - started,
-        "cpu": _cpu_seconds() - cpu,
+        "wall": wall,
+        "cpu": cpu,
         "ok": ok,
         "failed": hosts - ok,
         "failures": [],
@@ -122,7 +112,7 @@ def client_main(mode: str, spec_path: str, result_path: str) -> int:
 
 
 def _measure(
-    fleet: Fleet, sshd_cpu: Callable[[], float], mode: str, hosts: int, timeout: float
+    fleet: SshdFleet, sshd_cpu: Callable[[], float], mode: str, hosts: int, timeout: float
 ) -> dict[str, Any]:
     spec = {
         "known_hosts": str(fleet.known_hosts),
@@ -199,17 +189,15 @@ def main(argv: list[str]) -> int:
         return client_main(*argv[1:4])
     args = _parse(argv)
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in LABELS}
-    with SshdCgroup() as cgroup, Fleet(args.hosts) as fleet:
-        for server in fleet.servers:
-            cgroup.add(server.pid)
-        sshd_cpu = cgroup.cpu_seconds if cgroup.available else lambda: fleet.sshd_cpu(args.hosts)
+    with SshdFleet(args.hosts) as fleet:
+        sshd_cpu = fleet.sshd_cpu
         for attempt in range(max(1, args.repeat)):
             for mode, mode_runs in runs.items():
                 mode_runs.append(_measure(fleet, sshd_cpu, mode, args.hosts, args.timeout))
                 walls = ", ".join(f"{s['wall']:.2f}s" for s in mode_runs[-1]["steps"])
                 print(f"{LABELS[mode]} #{attempt + 1}: walls {walls}", file=sys.stderr)
     now = datetime.datetime.now()
-    method = "a cgroup (sessions included)" if cgroup.available else "cpu_seconds()"
+    method = fleet.sshd_cpu_method
     text = (
         f"# hostbatch connection reuse, {now:%Y-%m-%d %H:%M}\n\n"
         f"- command: `{shlex.join([sys.executable, *sys.argv])}`\n"
@@ -217,11 +205,7 @@ def main(argv: list[str]) -> int:
         f"{args.repeat}; sshd CPU from {method}\n\n"
         f"{_table(runs, args.hosts)}\n\n{_verdicts(runs, args.hosts)}\n\n{NOTES}\n"
     )
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"shell-reuse-{now:%Y-%m-%d-%H%M}.md"
-    out.write_text(text)
-    print(f"written to {out}", file=sys.stderr)
+    save_report("shell-reuse", text)
     failed = any(r["failed"] for mode_runs in runs.values() for r in mode_runs)
     return 1 if failed else 0
 

@@ -2,7 +2,7 @@
 
 Every host is its own loopback address and its own SFTP chroot (see transfer_fleet.py), so
 each copy lands in a directory of its own; every approach runs in a process of its own
-(transfer_clients.py) and is measured like fanout's (transfer_measure.py). Usage::
+(transfer_clients.py) and is measured like fanout's (common.measure_client). Usage::
 
     .venv/bin/python bench/transfer.py                         # 20 hosts, 10 and 100 MiB
     .venv/bin/python bench/transfer.py --sftp-tuning 32768:64,261120:16,261120:64
@@ -17,17 +17,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from fanout import _version
-from fanout_measure import Sample
-from transfer_fleet import ChrootFleet, sha256_of
-from transfer_measure import measure_client
+from common import Sample, environment, measure_client, save_report
+from transfer_fleet import ChrootFleet, chroot_fleet, sha256_of
 from transfer_report import (
     LABELS,
     MIB,
@@ -38,7 +33,6 @@ from transfer_report import (
     throughput_targets,
 )
 
-RESULTS = Path(__file__).with_name("results")
 CLIENT = Path(__file__).with_name("transfer_clients.py")
 
 
@@ -106,16 +100,16 @@ def write_random(path: Path, size_mib: int) -> str:
 def _one_run(fleet: ChrootFleet, row: Row, payload: Path, digest: str, timeout: float) -> Sample:
     spec = {
         "file": str(payload),
-        "known_hosts": str(fleet.known_hosts),
+        "known_hosts": str(fleet.sshd.known_hosts),
         "timeout": timeout,
-        "targets": fleet.targets(row.hosts),
+        "targets": fleet.sshd.targets(row.hosts),
         "block_size": row.tuning[0] if row.tuning else -1,
         "max_requests": row.tuning[1] if row.tuning else -1,
     }
     fleet.clean()
     try:
         argv = [sys.executable, str(CLIENT), row.approach]
-        sample, _ = measure_client(argv, spec, fleet.sshd_cpu, row.hosts, timeout)
+        sample, _ = measure_client(argv, spec, fleet.sshd.sshd_cpu, row.hosts, timeout)
         problems = fleet.check(row.hosts, payload.name, row.size_mib * MIB, digest)
     finally:
         fleet.clean()
@@ -157,34 +151,23 @@ def _run_size(fleet: ChrootFleet, args: argparse.Namespace, size_mib: int, tmp: 
 
 
 def _environment(args: argparse.Namespace, fleet: ChrootFleet) -> str:
-    sshd = subprocess.run(["/usr/sbin/sshd", "-V"], capture_output=True, text=True, check=False)
-    memory = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
     return (
-        f"- command: `{shlex.join([sys.executable, *sys.argv])}`\n"
-        f"- machine: {len(os.sched_getaffinity(0))} cores ({platform.processor() or '?'}), "
-        f"{int(memory) // 1024} MB RAM, Linux {platform.release()}\n"
-        f"- Python {platform.python_version()}, hostbatch {_version('hostbatch')}, "
-        f"asyncssh {_version('asyncssh')}, paramiko {_version('paramiko')}, "
-        f"{(sshd.stderr or sshd.stdout).strip()}\n"
-        f"- {args.hosts} hosts on {len(fleet.servers)} sshd daemons (one loopback address and one "
+        f"{environment()}\n"
+        f"- {args.hosts} hosts on {len(fleet.sshd.servers)} sshd daemons "
+        f"(one loopback address and one "
         f"SFTP chroot per host); repeats: {args.repeat} (approaches interleaved)\n"
-        f"- sshd CPU measured by {fleet.sshd_cpu_method}"
+        f"- sshd CPU measured by {fleet.sshd.sshd_cpu_method}"
     )
 
 
 def _report(args: argparse.Namespace, fleet: ChrootFleet, rows: list[Row]) -> None:
-    now = datetime.datetime.now()
     kind = "memory" if args.memory else "throughput"
     verdicts = memory_targets(rows) if args.memory else throughput_targets(rows)
     text = (
-        f"# hostbatch transfer benchmark ({kind}), {now:%Y-%m-%d %H:%M}\n\n"
+        f"# hostbatch transfer benchmark ({kind}), {datetime.datetime.now():%Y-%m-%d %H:%M}\n\n"
         f"{_environment(args, fleet)}\n\n{table(rows)}\n\n{verdicts}\n\n{NOTES}\n"
     )
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"transfer-{kind}-{now:%Y-%m-%d-%H%M}.md"
-    out.write_text(text)
-    print(f"written to {out}", file=sys.stderr)
+    save_report(f"transfer-{kind}", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with (
         tempfile.TemporaryDirectory(prefix="hostbatch-bench-payload-", dir="/var/tmp") as tmp,
-        ChrootFleet(args.hosts) as fleet,
+        chroot_fleet(args.hosts) as fleet,
     ):
         for size_mib in args.sizes:
             rows += _run_size(fleet, args, size_mib, Path(tmp))

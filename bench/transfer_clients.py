@@ -4,7 +4,7 @@ Started by the benchmark as its own process so that its CPU and memory are measu
 
     python bench/transfer_clients.py APPROACH SPEC.json RESULT.json
 
-SPEC.json: ``file``, ``known_hosts``, ``timeout``, ``targets`` (fanout_clients.Target
+SPEC.json: ``file``, ``known_hosts``, ``timeout``, ``targets`` (common.Target
 fields) and, for ``asyncssh-sftp``, ``block_size`` and ``max_requests``. Every approach
 writes the file to ``/in/`` of each host. RESULT.json gets the run's wall and CPU (this
 process and its waited-for children: the scp and ssh processes) and each host's outcome.
@@ -25,16 +25,14 @@ import asyncio
 import json
 import os
 import posixpath
-import resource
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fanout_clients import Outcome, Target
+from common import Outcome, Target, client_result, timed
 
 Run = Callable[[], list[Outcome]]
 
@@ -167,30 +165,13 @@ APPROACHES: dict[str, Callable[[dict[str, Any], list[Target]], Run]] = {
 }
 
 
-def _cpu_seconds() -> float:
-    """User+system CPU of this process and its waited-for children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def main(argv: list[str]) -> int:
     approach, spec_path, result_path = argv
     spec = json.loads(Path(spec_path).read_text())
     targets = [Target(**item) for item in spec["targets"]]
     run = APPROACHES[approach](spec, targets)
-    cpu_before, started = _cpu_seconds(), time.perf_counter()
-    outcomes = run()
-    wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before
-    failures = [(name, reason) for name, reason in outcomes if reason is not None]
-    result = {
-        "ok": len(outcomes) - len(failures),
-        "failed": len(failures) + max(0, len(targets) - len(outcomes)),
-        "failures": failures[:20],
-        "wall": wall,
-        "cpu": cpu,
-    }
-    Path(result_path).write_text(json.dumps(result))
+    outcomes, wall, cpu = timed(run)
+    Path(result_path).write_text(json.dumps(client_result(outcomes, len(targets), wall, cpu)))
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from fanout_measure import Sample
+from common import Sample
 
 MIB = 1024 * 1024
 TARGET_RATIO = 1.1  # hostbatch wall <= 1.1 x parallel scp's
