@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from hostbatch.testing import Fleet
@@ -47,6 +50,17 @@ def test_a_users_suite_gets_the_fixtures_from_the_entry_point(pytester: pytest.P
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=4)
+
+
+def test_readme_example_passes(pytester: pytest.Pytester) -> None:
+    readme = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = readme.split("## Testing your own automation", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None, "no python example in the README's testing section"
+    pytester.makeini(USER_INI)
+    pytester.makepyfile(test_readme=match.group(1))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
 
 
 def test_sshd_marker_selects_openssh_tests(pytester: pytest.Pytester) -> None:
