@@ -1,6 +1,6 @@
 """What every benchmark shares: the sshd fleet, timing, CPU and memory sampling, reports.
 
-**Fleet** (:class:`SshdFleet`): real OpenSSH sshd daemons; host *i* lives on its own address
+**Fleet** (:func:`sshd_fleet`): real OpenSSH sshd daemons; host *i* lives on its own address
 ``127.0.X.Y`` (all of 127.0.0.0/8 is loopback on Linux), so every host looks distinct to the
 client. One sshd can listen on at most 16 sockets (OpenSSH's ``MAX_LISTEN_SOCKS``), so N
 hosts take ``ceil(N / 16)`` daemons. Every daemon's known_hosts lines go into one file,
@@ -46,12 +46,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # imported when a fleet starts: clients import this module too
     from hostbatch.testing.sshd import OpenSSHServer
@@ -328,44 +327,35 @@ ExtraConfig = Callable[[int, int], list[str]]
 """``(first, last) -> sshd_config lines`` for the daemon serving hosts first..last-1."""
 
 
+@contextlib.contextmanager
+def sshd_fleet(
+    hosts: int, *, extra_config: ExtraConfig | None = None, workdir: Path | None = None
+) -> Iterator[SshdFleet]:
+    """A started :class:`SshdFleet` of *hosts* hosts; its known_hosts goes to *workdir*
+    (a temporary directory unless given). Daemons, cgroup and files go away afterwards."""
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            made = stack.enter_context(tempfile.TemporaryDirectory(prefix="hostbatch-bench-"))
+            workdir = Path(made)
+        fleet = SshdFleet(hosts, workdir / "known_hosts")
+        fleet.cgroup.open()
+        stack.callback(fleet.cgroup.close)  # after the daemons are stopped
+        fleet.start(stack, extra_config)
+        yield fleet
+
+
 class SshdFleet:
     """``ceil(hosts / 16)`` sshd daemons covering ``hosts`` loopback addresses, their sshd
-    processes in one :class:`SshdCgroup`; ``with SshdFleet(100) as fleet: ...``."""
+    processes in one :class:`SshdCgroup`; started by :func:`sshd_fleet`."""
 
-    def __init__(
-        self, hosts: int, *, extra_config: ExtraConfig | None = None, workdir: Path | None = None
-    ) -> None:
+    def __init__(self, hosts: int, known_hosts: Path) -> None:
         self.size = hosts
         self.servers: list[OpenSSHServer] = []
-        self._extra_config = extra_config
-        self._stack = contextlib.ExitStack()
-        self._workdir = workdir
-        self.known_hosts = Path()
+        self.known_hosts = known_hosts
         self.cgroup = SshdCgroup()
 
-    def __enter__(self) -> Self:
-        try:
-            workdir = self._workdir or Path(
-                self._stack.enter_context(tempfile.TemporaryDirectory(prefix="hostbatch-bench-"))
-            )
-            self.known_hosts = workdir / "known_hosts"
-            self.cgroup.open()
-            self._stack.callback(self.cgroup.close)  # after the daemons are stopped
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stack.close()
-
-    def _start(self) -> None:
+    def start(self, stack: contextlib.ExitStack, extra_config: ExtraConfig | None) -> None:
+        """Start the daemons, each stopped when *stack* closes; write the known_hosts."""
         from hostbatch.testing.sshd import OpenSSHServer
 
         count, started = math.ceil(self.size / ADDRESSES_PER_DAEMON), time.monotonic()
@@ -375,9 +365,9 @@ class SshdFleet:
             server = OpenSSHServer(
                 [address(i) for i in range(first, last)],
                 max_startups=MAX_STARTUPS,
-                extra_config=self._extra_config(first, last) if self._extra_config else (),
+                extra_config=extra_config(first, last) if extra_config else (),
             )
-            self._stack.enter_context(server)
+            stack.enter_context(server)
             self.cgroup.add(server.pid)
             self.servers.append(server)
             print(f"\rstarting sshd daemons: {number + 1}/{count}", end="", file=sys.stderr)

@@ -37,6 +37,7 @@ from common import (
     environment,
     measure_client,
     save_report,
+    sshd_fleet,
 )
 from fanout_report import LABELS, NOTES, Row, table, targets
 
@@ -239,7 +240,7 @@ def _report(settings: Settings, fleet: SshdFleet, rows: list[Row]) -> None:
 def _profile(hosts: int, args: argparse.Namespace) -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"fanout-profile-{datetime.datetime.now():%Y-%m-%d-%H%M}.prof"
-    with SshdFleet(hosts) as fleet:
+    with sshd_fleet(hosts) as fleet:
         measure(fleet, "hostbatch-1proc", "true", min(hosts, 10), args.timeout)  # warm-up
         profile(
             fleet, "hostbatch-1proc", hosts, out, clock=args.profile_clock, nice=args.client_nice
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings(args)
     cases = [("true", n) for n in settings.sizes] + [("sleep 1", n) for n in settings.sleep_sizes]
     rows: list[Row] = []
-    with SshdFleet(max(n for _, n in cases)) as fleet:
+    with sshd_fleet(max(n for _, n in cases)) as fleet:
         measure(fleet, "hostbatch-1proc", "true", min(10, fleet.size), settings.timeout)  # warm-up
         for command, hosts in cases:
             _run_case(fleet, settings, command, hosts, rows)

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from common import SshdFleet, cpu_seconds, measure_client, save_report, timed
+from common import SshdFleet, cpu_seconds, measure_client, save_report, sshd_fleet, timed
 
 COMMAND = "true"
 STEPS = ("first", "second")
@@ -189,7 +189,7 @@ def main(argv: list[str]) -> int:
         return client_main(*argv[1:4])
     args = _parse(argv)
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in LABELS}
-    with SshdFleet(args.hosts) as fleet:
+    with sshd_fleet(args.hosts) as fleet:
         sshd_cpu = fleet.sshd_cpu
         for attempt in range(max(1, args.repeat)):
             for mode, mode_runs in runs.items():

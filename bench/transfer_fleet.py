@@ -18,6 +18,7 @@ needs root; ``in/`` inside each is owned by the login user.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import pwd
@@ -26,7 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from common import SshdFleet, address
+from common import SshdFleet, address, sshd_fleet
 
 CHROOT_PARENT = Path("/var/lib")  # root-owned, 0755 all the way up (unlike /tmp)
 
@@ -39,6 +40,21 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _chroot(base: Path, index: int) -> Path:
+    return base / f"h{index:04d}"
+
+
+def _match_blocks(base: Path, first: int, last: int) -> list[str]:
+    lines: list[str] = []
+    for index in range(first, last):
+        lines += [
+            f"Match LocalAddress {address(index)}",
+            f"    ChrootDirectory {_chroot(base, index)}",
+            "    ForceCommand internal-sftp",
+        ]
+    return lines
+
+
 @contextlib.contextmanager
 def chroot_fleet(hosts: int) -> Iterator[ChrootFleet]:
     """A started :class:`ChrootFleet` of *hosts* hosts; everything removed afterwards."""
@@ -49,10 +65,14 @@ def chroot_fleet(hosts: int) -> Iterator[ChrootFleet]:
         )
     base = Path(tempfile.mkdtemp(prefix="hostbatch-bench-chroot-", dir=CHROOT_PARENT))
     try:
-        fleet = ChrootFleet(hosts, base)
-        fleet.make_chroots()
-        with fleet.sshd:
-            user = pwd.getpwnam(fleet.sshd.servers[0].username)
+        base.chmod(0o755)  # mkdtemp makes it 0700: the login user must get through
+        for index in range(hosts):
+            (_chroot(base, index) / "in").mkdir(mode=0o755, parents=True)
+            _chroot(base, index).chmod(0o755)
+        blocks = functools.partial(_match_blocks, base)
+        with sshd_fleet(hosts, extra_config=blocks, workdir=base) as sshd:
+            fleet = ChrootFleet(base, sshd)
+            user = pwd.getpwnam(sshd.servers[0].username)
             for index in range(hosts):
                 os.chown(fleet.inbox(index), user.pw_uid, user.pw_gid)
             yield fleet
@@ -61,36 +81,16 @@ def chroot_fleet(hosts: int) -> Iterator[ChrootFleet]:
 
 
 class ChrootFleet:
-    """``hosts`` loopback hosts (a :class:`common.SshdFleet`), one SFTP chroot each under
-    *base*; started by :func:`chroot_fleet`."""
+    """The hosts of an :class:`common.SshdFleet`, one SFTP chroot each under *base*."""
 
-    def __init__(self, hosts: int, base: Path) -> None:
-        self.size = hosts
+    def __init__(self, base: Path, sshd: SshdFleet) -> None:
         self.base = base
-        self.sshd = SshdFleet(hosts, extra_config=self._match_blocks, workdir=base)
-
-    def chroot(self, index: int) -> Path:
-        return self.base / f"h{index:04d}"
+        self.sshd = sshd
+        self.size = sshd.size
 
     def inbox(self, index: int) -> Path:
         """Where host *index*'s ``/in/`` is on this machine."""
-        return self.chroot(index) / "in"
-
-    def _match_blocks(self, first: int, last: int) -> list[str]:
-        lines: list[str] = []
-        for index in range(first, last):
-            lines += [
-                f"Match LocalAddress {address(index)}",
-                f"    ChrootDirectory {self.chroot(index)}",
-                "    ForceCommand internal-sftp",
-            ]
-        return lines
-
-    def make_chroots(self) -> None:
-        self.base.chmod(0o755)  # mkdtemp makes it 0700: the login user must get through
-        for index in range(self.size):
-            self.chroot(index).mkdir(mode=0o755)
-            self.inbox(index).mkdir(mode=0o755)
+        return _chroot(self.base, index) / "in"
 
     def check(self, hosts: int, name: str, size: int, digest: str) -> list[tuple[str, str]]:
         """Every host's copy has *size* bytes, nothing else is left, host 0 has *digest*."""
