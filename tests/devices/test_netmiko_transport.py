@@ -402,7 +402,7 @@ def test_a_netmiko_without_the_private_hooks_is_refused_in_one_line() -> None:
         check_netmiko_hooks(_NoHooks, "5.0.0")
     assert str(caught.value) == (
         "the netmiko transport (netmiko 5.0.0 has no usable _NoHooks._build_ssh_client) "
-        "needs the 'netmiko>=4.3,<4.9' package: pip install 'hostbatch[netmiko]'"
+        "needs the 'netmiko>=4.5,<4.9' package: pip install 'hostbatch[netmiko]'"
     )
     assert caught.value.exit_code == 2
     with pytest.raises(MissingExtraError, match=r"no usable _OpenWantsArguments\._open\)"):

@@ -47,7 +47,6 @@ import paramiko
 from netmiko import BaseConnection, ConnectHandler
 from netmiko import platforms as netmiko_platforms
 from netmiko.exceptions import (
-    ConfigInvalidException,
     NetmikoAuthenticationException,
     NetmikoParsingException,
     ReadException,
@@ -72,9 +71,10 @@ from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink, R
 
 T = TypeVar("T")
 
-# The netmiko releases the device tests ran against (4.3.0 and 4.8.0, the ends of the range);
-# pyproject.toml pins the same range for the netmiko, all and dev extras.
-SUPPORTED_NETMIKO = ">=4.3,<4.9"
+# The netmiko releases the device tests passed with: 4.5.0, 4.6.0, 4.7.0, 4.8.0 (4.4.0 has no
+# NetmikoParsingException). pyproject.toml pins the same range for the netmiko, all and dev
+# extras; a test checks that they agree.
+SUPPORTED_NETMIKO = ">=4.5,<4.9"
 # netmiko's private BaseConnection methods this module relies on, each called without
 # arguments: _build_ssh_client is replaced per connection, _open is called.
 NETMIKO_HOOKS = ("_build_ssh_client", "_open")
@@ -527,26 +527,27 @@ class NetmikoTransport:
         return tuple(dict(row) for row in rows), None
 
     def _configure_blocking(self, lines: tuple[str, ...], timeout: float) -> tuple[str, str | None]:
-        """Config mode, each line in turn until the device rejects one, then back out."""
+        """Config mode, each line in turn until the device rejects one, then back out.
+
+        The platform's error lines are looked for here, not through netmiko's
+        ``error_pattern``: netmiko before 4.7 does not say which line matched."""
         conn = self.conn
-        pattern = f"(?:{self.platform.error_regex.pattern}).*"  # the whole error line
         output = conn.config_mode()
         error: str | None = None
         try:
             for line in lines:
-                try:
-                    output += conn.send_config_set(
+                answer = str(
+                    conn.send_config_set(
                         [line],
                         enter_config_mode=False,
                         exit_config_mode=False,
-                        error_pattern=pattern,
                         read_timeout=timeout,
                     )
-                except ConfigInvalidException as exc:
-                    found = re.search(r"matched error: (.*)", str(exc))
-                    matched = found.group(1).strip() if found else "rejected by the device"
-                    error = f"'{line}': {matched}"
-                    output += f"{line}\n{matched}\n"
+                )
+                output += answer
+                rejected = self.platform.error_in(answer)
+                if rejected is not None:
+                    error = f"'{line}': {rejected}"
                     break
         finally:
             output += conn.exit_config_mode()
