@@ -1,8 +1,9 @@
 """Fixtures for the device tests: fake Cisco IOS devices on loopback (see fake_ios.py).
 
-One emulator process serves the whole session: ``DEVICE_COUNT`` devices plus one mute
-device (logs in, never shows a prompt). Each test takes fresh devices with
-``take_devices(n)``, so configuration changes never leak between tests.
+One emulator process serves the whole session: ``DEVICE_COUNT`` IOS devices, one mute
+device (logs in, never shows a prompt) and ``ARISTA_COUNT`` Arista EOS devices. Each test
+takes fresh devices with ``take_devices(n)`` (IOS) or ``take_arista(n)``, so configuration
+changes never leak between tests.
 
 The emulator lives in a venv of its own, created on first use (``$HOSTBATCH_FAKEIOS_VENV``,
 else ``~/.cache/hostbatch-test/fakeios-venv``; needs PyPI once). When it cannot be
@@ -33,6 +34,7 @@ from tests.devices.fake_ios import (
 )
 
 DEVICE_COUNT = 80
+ARISTA_COUNT = 6
 CONNECT_TIMEOUT = 8.0
 
 TakeDevices = Callable[[int], list[Device]]
@@ -40,7 +42,8 @@ TakeDevices = Callable[[int], list[Device]]
 
 @pytest.fixture(scope="session")
 def fake_ios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeIOS]:
-    fleet = FakeIOS(DEVICE_COUNT, mute=1, workdir=tmp_path_factory.mktemp("fake_ios"))
+    workdir = tmp_path_factory.mktemp("fake_ios")
+    fleet = FakeIOS(DEVICE_COUNT, mute=1, arista=ARISTA_COUNT, workdir=workdir)
     try:
         fleet.start()
     except FakeIOSError as exc:
@@ -54,22 +57,36 @@ def fake_ios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeIOS]:
         fleet.stop()
 
 
+def _taker(unused: list[Device]) -> TakeDevices:
+    def take(count: int) -> list[Device]:
+        if count > len(unused):
+            raise RuntimeError(f"only {len(unused)} fresh devices left; raise the count")
+        taken, unused[:] = unused[:count], unused[count:]
+        return taken
+
+    return take
+
+
 @pytest.fixture(scope="session")
 def _unused(fake_ios: FakeIOS) -> list[Device]:
     return list(fake_ios.devices)
 
 
+@pytest.fixture(scope="session")
+def _unused_arista(fake_ios: FakeIOS) -> list[Device]:
+    return list(fake_ios.arista)
+
+
 @pytest.fixture
 def take_devices(_unused: list[Device]) -> TakeDevices:
-    """``take_devices(n)``: n devices no other test has used."""
+    """``take_devices(n)``: n IOS devices no other test has used (DEVICE_COUNT in all)."""
+    return _taker(_unused)
 
-    def take(count: int) -> list[Device]:
-        if count > len(_unused):
-            raise RuntimeError(f"only {len(_unused)} fresh devices left; raise DEVICE_COUNT")
-        taken, _unused[:] = _unused[:count], _unused[count:]
-        return taken
 
-    return take
+@pytest.fixture
+def take_arista(_unused_arista: list[Device]) -> TakeDevices:
+    """``take_arista(n)``: n Arista EOS devices no other test has used (ARISTA_COUNT)."""
+    return _taker(_unused_arista)
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +108,7 @@ def run_options(connect_options: ConnectOptions) -> RunOptions:
 
 
 def device_host(device: Device, **changes: Any) -> Host:
-    """A Host record for *device* (cisco_ios, root/root, enable secret), with *changes*."""
+    """A Host record for *device* (its device_type, root/root, enable secret), with *changes*."""
     host = Host(
         name=device.name,
         hostname=device.address,
@@ -100,6 +117,6 @@ def device_host(device: Device, **changes: Any) -> Host:
             username=USERNAME, password=Secret(PASSWORD), secret=Secret(ENABLE_SECRET)
         ),
         transport="netmiko",
-        device_type="cisco_ios",
+        device_type=device.device_type,
     )
     return replace(host, **changes)

@@ -9,12 +9,14 @@ with ``--no-deps`` next to a modern Twisted.
 One background process serves every device; each listens on a free loopback port that the
 operating system picked (port 0), reported back through a small JSON file. The server
 applies a few runtime patches to fake-switches (see ``SERVER_SCRIPT``) and can also start
-*mute* devices: SSH servers that accept the login and open a shell but never show a prompt.
+*mute* devices: SSH servers that accept the login and open a shell but never show a prompt,
+and *arista* devices: fake-switches' ``arista_generic`` model, which netmiko drives as
+``arista_eos`` (Juniper models in fake-switches speak NETCONF only, no CLI).
 
 Usage::
 
-    with FakeIOS(count=3, mute=1) as fleet:
-        fleet.devices[0].port, fleet.known_hosts_text(), fleet.mute[0].port
+    with FakeIOS(count=3, mute=1, arista=2) as fleet:
+        fleet.devices[0].port, fleet.known_hosts_text(), fleet.mute[0].port, fleet.arista[0]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ USERNAME = "root"
 PASSWORD = "root"
 ENABLE_SECRET = "root"  # fake-switches also always accepts the empty enable secret
 LOOPBACK = "127.0.0.1"
+ARISTA_MODEL = "arista_generic"  # the fake-switches model served to netmiko as arista_eos
 
 _CHECK_INSTALLED = """
 import importlib.metadata as m, sys
@@ -83,7 +86,13 @@ def apply_patches():
 
     # 4. A command that crashes inside fake-switches answers with the error and a prompt
     #    instead of leaving the session without a prompt.
-    stock_receive = CiscoShellSession.receive
+    answer_crashes(CiscoShellSession, "^\n" + invalid)
+    apply_arista_patches()
+
+
+def answer_crashes(session_class, error):
+    """Commands that raise inside fake-switches print *error* and a prompt instead."""
+    stock_receive = session_class.receive
     log = logging.getLogger("fake_ios")
 
     def receive(self, line):
@@ -94,10 +103,74 @@ def apply_patches():
             proc = self.command_processor
             if proc.piping_processor.is_listening():
                 proc.piping_processor.stop_listening()
-            proc.terminal_controller.write("^\n" + invalid)
+            proc.terminal_controller.write(error)
             proc.show_prompt()
             return not proc.is_done
-    CiscoShellSession.receive = receive
+    session_class.receive = receive
+
+
+EOS_VERSION = """Arista vEOS
+Hardware version:
+Serial number:
+System MAC address:  5254.0000.0001
+
+Software image version: 4.20.8M
+Architecture:           i386
+Internal build version: 4.20.8M-10234567.4208M
+Internal build ID:      0c0d2b6b-6d1d-4a1a-9b6c-2a3b4c5d6e7f
+
+Uptime:                 0 weeks, 0 days, 1 hours and 2 minutes
+Total memory:           2014520 kB
+Free memory:            1147952 kB
+"""
+
+
+def apply_arista_patches():
+    """fake-switches' Arista CLI is made for its eAPI tests; these give it what a real EOS
+    session shows netmiko (arista_eos) and what the device tests use."""
+    from fake_switches.arista.arista_core import AristaShellSession
+    from fake_switches.arista.command_processor.config import ConfigCommandProcessor
+    from fake_switches.arista.command_processor.default import DefaultCommandProcessor
+    from fake_switches.arista.command_processor.enabled import EnabledCommandProcessor
+
+    # 5. 'terminal width N' / 'terminal length 0' in either mode, answered as EOS does
+    #    (netmiko waits for 'Width set to' and 'Pagination disabled').
+    def do_terminal(self, *args):
+        if args and "width".startswith(args[0]) and len(args) > 1:
+            self.write_line("Width set to %s columns." % args[1])
+        else:
+            self.write_line("Pagination disabled.")
+    DefaultCommandProcessor.do_terminal = do_terminal
+    EnabledCommandProcessor.do_terminal = do_terminal
+
+    # 6. 'show version' (missing), in either mode; 'show running-config' with no argument
+    #    (fake-switches reads a first argument that is not there) shows all of it.
+    for cls in (DefaultCommandProcessor, EnabledCommandProcessor):
+        def do_show(self, *args, _stock=cls.do_show):
+            if args and len(args[0]) >= 3 and "version".startswith(args[0]):
+                self.write(EOS_VERSION)
+            elif len(args) == 1 and len(args[0]) >= 3 and "running-config".startswith(args[0]):
+                _stock(self, args[0], "all")
+            else:
+                _stock(self, *args)
+        cls.do_show = do_show
+
+    # 7. 'end' in config mode (netmiko leaves config mode with it) is missing.
+    def do_end(self, *_):
+        self.sub_processor = None
+        self.is_done = True
+    ConfigCommandProcessor.do_end = do_end
+
+    # 8. netmiko's save_config() for EOS is 'copy running-config startup-config'.
+    def do_copy(self, *args):
+        if args[:2] == ("running-config", "startup-config"):
+            self.do_write()
+        else:
+            self.write_line("% Invalid input")
+    EnabledCommandProcessor.do_copy = do_copy
+
+    # 9. A 'show' fake-switches lacks raised and dropped the session: EOS's error instead.
+    answer_crashes(AristaShellSession, "% Invalid input\n")
 
 
 class MuteAvatar(SSHDemoAvatar):
@@ -138,6 +211,8 @@ def main():
     p.add_argument("--password", default="root")
     p.add_argument("--enable-secret", default="root")
     p.add_argument("--ready", required=True)
+    p.add_argument("--family", action="append", default=[],
+                   help="MODEL:PREFIX:COUNT more devices of another fake-switches model")
     a = p.parse_args()
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s %(message)s")
     apply_patches()
@@ -154,7 +229,16 @@ def main():
         core = switches.get(a.model, hostname=name, password=a.enable_secret)
         port = listen(a.host, core, users, host_keys, index >= a.count)
         (ports if index < a.count else mute).append([name, port])
-    ready = {"devices": ports, "mute": mute, "host_key": public.strip(), "pid": os.getpid()}
+    families = {}
+    for family in a.family:
+        model, prefix, count = family.split(":")
+        families[model] = []
+        for index in range(int(count)):
+            name = "%s%03d" % (prefix, index + 1)
+            core = switches.get(model, hostname=name, password=a.enable_secret)
+            families[model].append([name, listen(a.host, core, users, host_keys, False)])
+    ready = {"devices": ports, "mute": mute, "families": families,
+             "host_key": public.strip(), "pid": os.getpid()}
     with open(a.ready + ".tmp", "w") as out:
         json.dump(ready, out)
     os.replace(a.ready + ".tmp", a.ready)
@@ -172,16 +256,17 @@ class FakeIOSError(RuntimeError):
 
 @dataclass(frozen=True)
 class Device:
-    """One emulated device: its prompt name and loopback port."""
+    """One emulated device: its prompt name, loopback port and netmiko device_type."""
 
     name: str
     port: int
     address: str = LOOPBACK
+    device_type: str = "cisco_ios"
 
     def netmiko(self, **overrides: object) -> dict[str, object]:
         """The dict a netmiko user would pass to ConnectHandler for this device."""
         spec: dict[str, object] = {
-            "device_type": "cisco_ios",
+            "device_type": self.device_type,
             "host": self.address,
             "port": self.port,
             "username": USERNAME,
@@ -221,23 +306,26 @@ def ensure_venv(venv: Path | None = None) -> Path:
 
 
 class FakeIOS:
-    """*count* IOS devices (and *mute* silent SSH servers) in one background process."""
+    """*count* IOS devices (and *mute* silent SSH servers, and *arista* Arista EOS devices)
+    in one background process."""
 
     def __init__(
         self,
         count: int,
         *,
         mute: int = 0,
+        arista: int = 0,
         venv: Path | None = None,
         workdir: Path | None = None,
         start_timeout: float = 120.0,
     ) -> None:
-        self.count, self.mute_count = count, mute
+        self.count, self.mute_count, self.arista_count = count, mute, arista
         self.venv = venv or venv_path()
         self.workdir = workdir or self.venv
         self.start_timeout = start_timeout
         self.devices: list[Device] = []
         self.mute: list[Device] = []
+        self.arista: list[Device] = []  # fake-switches' arista_generic: netmiko arista_eos
         self.host_key = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._log: Path = self.workdir / "fake_ios.log"
@@ -253,6 +341,8 @@ class FakeIOS:
         ready.unlink(missing_ok=True)
         args = [str(python), str(script), "--count", str(self.count), "--host", LOOPBACK]
         args += ["--mute", str(self.mute_count), "--ready", str(ready)]
+        if self.arista_count:
+            args += ["--family", f"{ARISTA_MODEL}:eos:{self.arista_count}"]
         with self._log.open("wb") as log:
             self._process = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -277,6 +367,8 @@ class FakeIOS:
         ready.unlink(missing_ok=True)
         self.devices = [Device(name, port) for name, port in info["devices"]]
         self.mute = [Device(name, port) for name, port in info["mute"]]
+        arista = info["families"].get(ARISTA_MODEL, [])
+        self.arista = [Device(name, port, device_type="arista_eos") for name, port in arista]
         self.host_key = info["host_key"]
 
     @property
@@ -291,8 +383,8 @@ class FakeIOS:
             return ""
 
     def known_hosts_text(self, devices: list[Device] | None = None) -> str:
-        """known_hosts lines for *devices* (default: all, mute ones included)."""
-        chosen = devices if devices is not None else [*self.devices, *self.mute]
+        """known_hosts lines for *devices* (default: all, mute and Arista ones included)."""
+        chosen = devices if devices is not None else [*self.devices, *self.mute, *self.arista]
         key = " ".join(self.host_key.split()[:2])  # "ssh-rsa BASE64", no comment
         return "".join(f"[{d.address}]:{d.port} {key}\n" for d in chosen)
 

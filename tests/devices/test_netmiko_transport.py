@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import re
 import socket
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import asyncssh
 import pytest
+from netmiko import BaseConnection
 
 import hostbatch
 from hostbatch.api import RunOptions
@@ -18,12 +22,18 @@ from hostbatch.errors import (
     AuthenticationError,
     ConnectionLost,
     HostKeyError,
+    MissingExtraError,
     RemoteFileError,
     TransportError,
 )
 from hostbatch.models import Command, CommandSet, Credentials, Host, HostResult, Secret, Status
 from hostbatch.transport.base import ConnectOptions, DeviceTransport
-from hostbatch.transport.netmiko_ import NetmikoTransport, platform_for
+from hostbatch.transport.netmiko_ import (
+    SUPPORTED_NETMIKO,
+    NetmikoTransport,
+    check_netmiko_hooks,
+    platform_for,
+)
 from tests.devices.conftest import TakeDevices, device_host
 from tests.devices.fake_ios import FakeIOS
 
@@ -372,3 +382,70 @@ def test_a_session_closed_during_login_is_a_lost_connection(tmp_path: Path) -> N
     with pytest.raises(ConnectionLost, match="the device closed the session during login"):
         asyncio.run(_connect_to_closing_server(tmp_path))
     assert time.monotonic() - began < 6  # noticed, not waited out to the 8 s timeout
+
+
+class _NoHooks:
+    """A netmiko BaseConnection stand-in without the private hooks (a future netmiko)."""
+
+
+class _OpenWantsArguments:
+    def _build_ssh_client(self) -> None:
+        """Present, as in netmiko 4.x."""
+
+    def _open(self, width: int) -> None:
+        """Changed: now needs an argument."""
+
+
+def test_a_netmiko_without_the_private_hooks_is_refused_in_one_line() -> None:
+    check_netmiko_hooks(BaseConnection, "4.8.0")  # the installed netmiko passes
+    with pytest.raises(MissingExtraError) as caught:
+        check_netmiko_hooks(_NoHooks, "5.0.0")
+    assert str(caught.value) == (
+        "the netmiko transport (netmiko 5.0.0 has no usable _NoHooks._build_ssh_client) "
+        "needs the 'netmiko>=4.5,<4.9' package: pip install 'hostbatch[netmiko]'"
+    )
+    assert caught.value.exit_code == 2
+    with pytest.raises(MissingExtraError, match=r"no usable _OpenWantsArguments\._open\)"):
+        check_netmiko_hooks(_OpenWantsArguments, "4.99")
+
+
+def _release(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def test_the_netmiko_pin_is_the_supported_range_and_holds_the_installed_one() -> None:
+    pyproject = Path(__file__).parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    pins = {name: req for name, reqs in extras.items() for req in reqs if req.startswith("netmiko")}
+    assert pins == dict.fromkeys(("netmiko", "all", "dev"), f"netmiko{SUPPORTED_NETMIKO}")
+    low, high = re.fullmatch(r">=([\d.]+),<([\d.]+)", SUPPORTED_NETMIKO).groups()  # type: ignore[union-attr]
+    installed = _release(importlib.metadata.version("netmiko"))
+    assert _release(low) <= installed < _release(high)
+
+
+def _discard(stream: str, data: bytes) -> None:
+    """Output is not what these tests look at."""
+
+
+def test_is_alive_while_open_and_after_the_device_closed_the_session(
+    take_devices: TakeDevices, connect_options: ConnectOptions
+) -> None:
+    device = take_devices(1)[0]
+    transport = NetmikoTransport(device_host(device), connect_options)
+
+    async def scenario() -> list[bool]:
+        states = [await transport.is_alive()]  # not connected yet
+        try:
+            await transport.connect()
+            states.append(await transport.is_alive())
+            # is_alive() wrote a NUL byte to the session: the next command still works
+            assert await transport.run("show version", _discard, 10) == 0
+            with pytest.raises(ConnectionLost, match="the device closed the session"):
+                await transport.run("exit", _discard, 10)
+            states.append(await transport.is_alive())
+        finally:
+            await transport.close()
+        states.append(await transport.is_alive())
+        return states
+
+    assert asyncio.run(scenario()) == [False, True, False, False]

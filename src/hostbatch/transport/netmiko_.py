@@ -15,6 +15,12 @@ The device's CLI session is opened once per host (login, then ``enable`` when th
 has an enable secret) and every command of a :class:`~hostbatch.models.CommandSet` runs
 in it. Host keys are verified by default, unlike netmiko's own default (AutoAddPolicy).
 
+netmiko has no public way to run over another SSH library: this module replaces its private
+``BaseConnection._build_ssh_client`` hook and calls its private ``_open``. Both are checked
+when the module is first imported (:func:`check_netmiko_hooks`): a netmiko without them is
+a :class:`~hostbatch.errors.MissingExtraError` naming :data:`SUPPORTED_NETMIKO`, the range
+pyproject.toml pins and the device tests ran against, never a traceback mid-run.
+
 Platform knowledge (the error lines each family prints) is data in :data:`PLATFORMS`.
 Every netmiko, asyncssh and socket exception is translated here or in the asyncssh
 transport; messages never carry a password or secret.
@@ -25,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.metadata
+import inspect
 import os
 import re
 import threading
@@ -32,13 +40,13 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import asyncssh
-from netmiko import ConnectHandler
+import paramiko
+from netmiko import BaseConnection, ConnectHandler
 from netmiko import platforms as netmiko_platforms
 from netmiko.exceptions import (
-    ConfigInvalidException,
     NetmikoAuthenticationException,
     NetmikoParsingException,
     ReadException,
@@ -53,6 +61,7 @@ from hostbatch.errors import (
     ConnectionLost,
     ConnectTimeout,
     DeviceCommandError,
+    MissingExtraError,
     RemoteFileError,
     TransportError,
 )
@@ -61,6 +70,46 @@ from hostbatch.transport.asyncssh_ import AsyncsshTransport
 from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink, RemoteStat
 
 T = TypeVar("T")
+
+# The netmiko releases the device tests passed with: 4.5.0, 4.6.0, 4.7.0, 4.8.0 (4.4.0 has no
+# NetmikoParsingException). pyproject.toml pins the same range for the netmiko, all and dev
+# extras; a test checks that they agree.
+SUPPORTED_NETMIKO = ">=4.5,<4.9"
+# netmiko's private BaseConnection methods this module relies on, each called without
+# arguments: _build_ssh_client is replaced per connection, _open is called.
+NETMIKO_HOOKS = ("_build_ssh_client", "_open")
+
+
+def _callable_without_arguments(method: object) -> bool:
+    """Whether *method* (a plain function on a class) can be called with ``self`` only."""
+    if not inspect.isfunction(method):
+        return False
+    params = list(inspect.signature(method).parameters.values())[1:]  # after self
+    optional = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return all(p.default is not p.empty or p.kind in optional for p in params)
+
+
+def check_netmiko_hooks(connection_class: type, version: str) -> None:
+    """Raise MissingExtraError unless *connection_class* (netmiko's BaseConnection) has
+    every hook in :data:`NETMIKO_HOOKS`, callable without arguments."""
+    for name in NETMIKO_HOOKS:
+        if not _callable_without_arguments(getattr(connection_class, name, None)):
+            raise MissingExtraError(
+                f"the netmiko transport (netmiko {version} has no usable "
+                f"{connection_class.__name__}.{name})",
+                "netmiko",
+                f"netmiko{SUPPORTED_NETMIKO}",
+            )
+
+
+def _netmiko_version() -> str:
+    try:
+        return importlib.metadata.version("netmiko")
+    except importlib.metadata.PackageNotFoundError:  # importable, yet not installed (a path)
+        return "(unknown version)"
+
+
+check_netmiko_hooks(BaseConnection, _netmiko_version())
 
 POOL_SIZE = 512  # threads; a host holds one only while a netmiko call runs
 DEFAULT_READ_TIMEOUT = 60.0  # seconds a command may take when the run sets no timeout
@@ -174,25 +223,43 @@ class _Shell(asyncssh.SSHClientSession[bytes]):
         return bool(self.chunks) or self.closed
 
 
-class _ShellChannel:
+class _SSHState:
+    """What netmiko reads from ``channel.transport`` (``is_active()``, in ``is_alive()``):
+    whether the asyncssh connection and the session on it are both still open."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, shell: _Shell) -> None:
+        self._conn = conn
+        self._shell = shell
+
+    def is_active(self) -> bool:
+        return not (self._shell.closed or self._conn.is_closed())
+
+
+class _ShellChannel(paramiko.Channel):
     """The part of a paramiko Channel that netmiko uses (``recv_ready``, ``recv``,
     ``sendall``, ``settimeout``, ``close``, ``transport.is_active``), over an asyncssh
-    session. Called from netmiko's thread; writes and the close go to the event loop."""
+    session. Called from netmiko's thread; writes and the close go to the event loop.
+
+    A paramiko Channel subclass because netmiko's ``is_alive()`` asserts one before it asks
+    ``transport.is_active()``; paramiko's own constructor only sets up bookkeeping (no
+    Transport, no thread) and none of its I/O methods are used. ``transport`` is a
+    :class:`_SSHState`, not a paramiko Transport, so netmiko's own ``keepalive`` (which
+    asserts one) is never passed: the asyncssh connection sends the keepalives
+    (``ConnectOptions.keepalive``)."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
+        conn: asyncssh.SSHClientConnection,
         channel: asyncssh.SSHClientChannel[bytes],
         shell: _Shell,
     ) -> None:
+        super().__init__(0)
         self._loop = loop
         self._channel = channel
         self._shell = shell
-        self.transport = self  # netmiko's is_alive() asks remote_conn.transport.is_active()
+        self.transport = cast(paramiko.Transport, _SSHState(conn, shell))
         self._drained = True  # the last recv_ready() found nothing
-
-    def is_active(self) -> bool:
-        return not self._shell.closed
 
     def recv_ready(self) -> bool:
         """Whether recv() returns at once (closed: it returns b"").
@@ -209,19 +276,19 @@ class _ShellChannel:
         self._drained = not shell.ready()
         return not self._drained
 
-    def recv(self, size: int) -> bytes:
+    def recv(self, nbytes: int) -> bytes:
         with self._shell.lock:
             data = b"".join(self._shell.chunks)
             self._shell.chunks.clear()
-            if len(data) > size:
-                self._shell.chunks.append(data[size:])
-                data = data[:size]
+            if len(data) > nbytes:
+                self._shell.chunks.append(data[nbytes:])
+                data = data[:nbytes]
         return data
 
-    def sendall(self, data: bytes) -> None:
+    def sendall(self, s: bytes | bytearray) -> None:
         if self._shell.closed:
             raise OSError("the device closed the session")
-        self._on_loop(self._write, data)
+        self._on_loop(self._write, bytes(s))
 
     def _write(self, data: bytes) -> None:
         with contextlib.suppress(Exception):  # closed meanwhile: the next read says so
@@ -262,7 +329,7 @@ class _LoggedIn:
         channel, _ = await self._conn.create_session(
             lambda: shell, term_type=term, term_size=(width, height), encoding=None
         )
-        return _ShellChannel(self._loop, channel, shell)
+        return _ShellChannel(self._loop, self._conn, channel, shell)
 
     def close(self) -> None:
         """The transport closes the SSH connection."""
@@ -362,6 +429,14 @@ class NetmikoTransport:
             raise ConnectError("not connected", host=self.host.name)
         return self._conn
 
+    async def is_alive(self) -> bool:
+        """netmiko's own ``is_alive()``: a NUL byte is written to the session (failing
+        when the device closed it), then the SSH connection's state is asked."""
+        conn = self._conn
+        if conn is None:
+            return False
+        return bool(await _in_thread(conn.is_alive))
+
     def _command_failed(self, command: str, exc: BaseException, timeout: float) -> NoReturn:
         if isinstance(exc, ReadTimeout):
             raise CommandTimeout(
@@ -452,26 +527,27 @@ class NetmikoTransport:
         return tuple(dict(row) for row in rows), None
 
     def _configure_blocking(self, lines: tuple[str, ...], timeout: float) -> tuple[str, str | None]:
-        """Config mode, each line in turn until the device rejects one, then back out."""
+        """Config mode, each line in turn until the device rejects one, then back out.
+
+        The platform's error lines are looked for here, not through netmiko's
+        ``error_pattern``: netmiko before 4.7 does not say which line matched."""
         conn = self.conn
-        pattern = f"(?:{self.platform.error_regex.pattern}).*"  # the whole error line
         output = conn.config_mode()
         error: str | None = None
         try:
             for line in lines:
-                try:
-                    output += conn.send_config_set(
+                answer = str(
+                    conn.send_config_set(
                         [line],
                         enter_config_mode=False,
                         exit_config_mode=False,
-                        error_pattern=pattern,
                         read_timeout=timeout,
                     )
-                except ConfigInvalidException as exc:
-                    found = re.search(r"matched error: (.*)", str(exc))
-                    matched = found.group(1).strip() if found else "rejected by the device"
-                    error = f"'{line}': {matched}"
-                    output += f"{line}\n{matched}\n"
+                )
+                output += answer
+                rejected = self.platform.error_in(answer)
+                if rejected is not None:
+                    error = f"'{line}': {rejected}"
                     break
         finally:
             output += conn.exit_config_mode()
