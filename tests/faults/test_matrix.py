@@ -26,7 +26,7 @@ import pytest
 import hostbatch
 from hostbatch import ConnectOptions, HostResult, Limits, RunOptions, Status
 from hostbatch.inventory import Inventory, load_inventory
-from tests.faults.conftest import GOOD_FLEET_HOSTS, SLOW_DELAY, Mixed
+from tests.faults.conftest import GOOD_FLEET_HOSTS, SLOW_DELAY, Mixed, write_private
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -437,3 +437,109 @@ def test_killed_worker_fails_only_its_hosts(mixed: Mixed, started_cli: StartCli)
         assert records[name]["error"].startswith("worker process died (exit code -9)")
     assert "Traceback" not in err.finish(5)
     wait_gone(pids, 10, "the fleet ended the sleeps of the dead worker's connections")
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+ENABLE_SECRET = "enable-Zq8vW3xK5pR2"
+
+
+def secrets_inventory(mixed: Mixed, folder: Path) -> Path:
+    """node01 by password, node07 by passphrase-protected key, node04 refuses the login,
+    node08 runs into the command timeout; all have an enable secret."""
+    fleet = mixed.fleet
+    by_password = f"password = {fleet.password}"
+    by_key = f"key_file = {fleet.client_key_enc}\npassphrase = {fleet.key_passphrase}"
+    logins = {
+        "node01": by_password,
+        "node07": by_key,
+        "node04": by_password,
+        "node08": by_password,
+    }
+    sections = [f"[DEFAULT]\nusername = {fleet.username}\nsecret = {ENABLE_SECRET}\n"]
+    for name, login in logins.items():
+        port = fleet.host(name).port
+        sections.append(f"[{name}]\nhostname = 127.0.0.1\nport = {port}\n{login}\n")
+    folder.mkdir()
+    write_private(folder / "secrets.ini", "\n".join(sections))
+    return folder
+
+
+def test_secrets_are_never_printed(mixed: Mixed, tmp_path: Path) -> None:
+    fleet = mixed.fleet
+    inventory = secrets_inventory(mixed, tmp_path / "inventory")
+    command = 'if [ "$HOSTBATCH_FLEET_HOST" = node08 ]; then exec sleep 30; fi; ' + ECHO
+    # The default connect timeout: decrypting the key blocks this client for a while.
+    run = ("run", "-g", "secrets", "--connect-timeout", "10", "--timeout", "1", "-c", command)
+    outputs = {}
+    for args in (run, (*run, "--json"), ("hosts", "-g", "secrets", "--json"), ("hosts", "all")):
+        done, elapsed = cli(mixed, *args, inventory=inventory)
+        outputs[args[0] + str(len(args))] = done
+        assert elapsed < 1.0 + CLI_STARTUP + SLACK
+        for secret in (fleet.password, fleet.key_passphrase, ENABLE_SECRET):
+            assert secret.encode() not in done.stdout + done.stderr, (args, secret)
+    plain, as_json, hosts_json = (outputs[k] for k in ("run9", "run10", "hosts4"))
+    assert plain.returncode == as_json.returncode == 3
+    assert {"node01 | ok-node01", "node07 | ok-node07"} <= set(plain.stdout.decode().splitlines())
+    records = [json.loads(line) for line in as_json.stdout.splitlines()]
+    statuses = {r["host"]: r["status"] for r in records}
+    assert statuses == {
+        "node01": "ok",
+        "node07": "ok",
+        "node04": "auth_failed",
+        "node08": "timeout",
+    }
+    listed = json.loads(hosts_json.stdout)
+    assert {h["name"]: (h["password"], h["passphrase"], h["secret"]) for h in listed}["node07"] == (
+        None,
+        "********",
+        "********",
+    )
+
+
+# --- get never writes outside LOCALDIR ------------------------------------------------------
+
+
+def files_under(root: Path) -> set[Path]:
+    return {Path(top, name) for top, dirs, names in os.walk(root) for name in [*dirs, *names]}
+
+
+def fleet_dict(mixed: Mixed, name: str, node: str) -> dict[str, str | int]:
+    fleet = mixed.fleet
+    return {
+        "name": name,
+        "host": "127.0.0.1",
+        "port": fleet.host(node).port,
+        "username": fleet.username,
+        "key_file": str(fleet.client_key),
+    }
+
+
+def test_get_writes_nothing_outside_localdir(mixed: Mixed, tmp_path: Path) -> None:
+    hosts = [
+        fleet_dict(mixed, "../evil", "node01"),
+        fleet_dict(mixed, "a/b", "node07"),
+        fleet_dict(mixed, "good", "node08"),
+    ]
+    for node in ("node01", "node07", "node08"):
+        tree = mixed.fleet.host(node).root / "tree"
+        (tree / "up").mkdir(parents=True, exist_ok=True)
+        (tree / "f.txt").write_text(f"from {node}\n")
+    local = tmp_path / "one" / "two" / "three" / "local"  # escapes would land in tmp_path
+    local.mkdir(parents=True)
+    before = files_under(tmp_path)
+    options = run_options(mixed)
+    began = time.monotonic()
+    fetched = hostbatch.get(["tree/f.txt"], local, hosts=hosts, options=options)
+    climbing = hostbatch.get(["tree/up/..", ".."], local, hosts=hosts, options=options)
+    assert time.monotonic() - began < 2 * (CONNECT_TIMEOUT + SLACK)
+    assert {name: r.status for name, r in fetched.items()} == dict.fromkeys(
+        ("../evil", "a/b", "good"), Status.OK
+    )
+    for name, node in (("../evil", "node01"), ("a/b", "node07"), ("good", "node08")):
+        [copy] = [p for p in files_under(local) if p.name == "f.txt" and node in p.read_text()]
+        assert copy.parent.parent == local, (name, copy)  # LOCALDIR/<one safe component>/
+    for result in climbing.values():  # '..' as a remote name is refused, never followed
+        assert result.status is Status.TRANSFER_FAILED and "unsafe" in (result.error or "")
+    assert {p for p in files_under(tmp_path) - before if local not in p.parents} == set()
+    assert not (tmp_path / "one" / "two" / "three" / "evil").exists()
