@@ -30,7 +30,7 @@ from tests.faults.conftest import GOOD_FLEET_HOSTS, SLOW_DELAY, Mixed, write_pri
 
 pytestmark = pytest.mark.timeout(60)
 
-CONNECT_TIMEOUT = 1.0
+CONNECT_TIMEOUT = 2.0  # covers good hosts' logins too, on a busy machine
 SLACK = 8.0  # scheduling on 2 cores shared with other test runs
 CLI_STARTUP = 6.0  # interpreter and imports of a CLI subprocess, on a busy machine
 GOOD = (*GOOD_FLEET_HOSTS, "real01")
@@ -231,7 +231,7 @@ def test_every_misbehaviour_in_one_run_api(mixed: Mixed) -> None:
     results, elapsed = api_run(mixed, "echo ok-$HOSTBATCH_FLEET_HOST", ["@fleet", "real01"])
     assert_good(results)
     assert results["node02"].status is Status.UNREACHABLE  # hung before the banner
-    assert "no SSH handshake within 1s" in (results["node02"].error or "")
+    assert f"no SSH handshake within {CONNECT_TIMEOUT:g}s" in (results["node02"].error or "")
     assert CONNECT_TIMEOUT * 0.9 <= results["node02"].elapsed < CONNECT_TIMEOUT + SLACK
     assert results["node03"].status is Status.UNREACHABLE  # refused
     assert "refused" in (results["node03"].error or "").lower()
@@ -246,7 +246,9 @@ def test_every_misbehaviour_in_one_run_api(mixed: Mixed) -> None:
 
 def test_every_misbehaviour_in_one_run_cli(mixed: Mixed) -> None:
     command = "echo ok-$HOSTBATCH_FLEET_HOST"
-    done, elapsed = cli(mixed, "run", "-g", "fleet,real", "--connect-timeout", "1", "-c", command)
+    done, elapsed = cli(
+        mixed, "run", "-g", "fleet,real", "--connect-timeout", f"{CONNECT_TIMEOUT:g}", "-c", command
+    )
     out, err = done.stdout.decode(), done.stderr.decode()
     assert done.returncode == 3, err
     for name in GOOD:
