@@ -36,7 +36,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, Inv
 
 def options(fleet: Fleet, **limits: object) -> RunOptions:
     connect = ConnectOptions(connect_timeout=1.5, known_hosts=str(fleet.known_hosts))
-    return RunOptions(Limits(connect_timeout=1.5, **limits), connect)  # type: ignore[arg-type]
+    return RunOptions(Limits(**limits), connect)  # type: ignore[arg-type]
 
 
 def test_each_misbehaviour_is_its_own_status(fleet: tuple[Fleet, Inventory]) -> None:
