@@ -236,8 +236,7 @@ async def run_host(
     """Run the plan's operation on *host*; every failure becomes part of the result.
 
     With a *pool*, the host's open connection is reused (and kept open afterwards);
-    a connection that failed, or whose operation was cancelled, is dropped from the pool
-    so the next use reconnects.
+    a connection that failed is dropped from the pool so the next use reconnects.
     """
     started = time.time()
     emit(Started(host.name, started))
@@ -253,11 +252,10 @@ async def run_host(
     outcome = _Outcome()
     outputs: list[CommandOutput] = []  # a CommandSet's finished steps, kept on failure too
     transport: Transport | None = None
-    keep = False  # a pooled connection stays open only after an operation that ended
+    keep = True  # a pooled connection stays open unless it failed (cancelled: still fine)
     try:
         transport = await _open(plan, host, pool)
         outcome = await _operate(plan, host, transport, output, emit, outputs=outputs)
-        keep = True
     except HostbatchError as exc:
         outcome.status, outcome.error = status_for(exc), exc.message
         outcome.outputs = tuple(outputs)
@@ -265,7 +263,6 @@ async def run_host(
     except Exception as exc:  # a bug or an untranslated library error: this host only
         logger.exception("%s: internal error", host.name)
         outcome.error = redact(f"internal error: {type(exc).__name__}: {exc}")
-        keep = True
     finally:
         await _release(host, transport, pool, keep=keep)
     logger.debug("%s: done (%s)", host.name, outcome.status.value)
