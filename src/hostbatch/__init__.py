@@ -1,7 +1,19 @@
 """hostbatch: run commands and move files on many hosts and network devices at once over SSH."""
 
-from hostbatch.api import RunOptions, Session, get, put, run, run_async, stream, transfer_async
+from hostbatch.api import (
+    RunOptions,
+    Session,
+    get,
+    ping,
+    ping_async,
+    put,
+    run,
+    run_async,
+    stream,
+    transfer_async,
+)
 from hostbatch.engine.limits import Limits
+from hostbatch.engine.probe import ProbeResult
 from hostbatch.errors import (
     AuthenticationError,
     CommandTimeout,
@@ -63,6 +75,7 @@ __all__ = [
     "Limits",
     "MissingExtraError",
     "OutputChunk",
+    "ProbeResult",
     "Progress",
     "RemoteFileError",
     "RunOptions",
@@ -78,6 +91,8 @@ __all__ = [
     "__version__",
     "get",
     "load_inventory",
+    "ping",
+    "ping_async",
     "put",
     "run",
     "run_async",

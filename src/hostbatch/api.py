@@ -1,4 +1,5 @@
-"""The Python API: ``run()`` and its async twin ``run_async()``, and ``stream()`` for events.
+"""The Python API: ``run()``, ``put()``, ``get()``, ``ping()`` and their async twins, and
+``stream()`` for events.
 
 The one place that turns a selection into a Plan and hands it to an executor::
 
@@ -6,6 +7,9 @@ The one place that turns a selection into a Plan and hands it to an executor::
     results = hostbatch.run("df -h", hosts="h1,h2", groups="web_clusters", inventory="inventory/")
     for name, result in results.items():
         print(name, result.exit_status, result.stdout_text)
+
+Every function takes the same selection: ``hosts`` (names, patterns, Host records or
+netmiko-style dicts), ``groups``, ``inventory`` and keyword ``patterns``.
 """
 
 from __future__ import annotations
@@ -13,28 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hostbatch.engine.executors import execute, run_hosts
+from hostbatch.engine.executors import execute, run_hosts, with_sink
 from hostbatch.engine.limits import Limits
-from hostbatch.engine.plan import Plan
+from hostbatch.engine.plan import Plan, check_hosts
 from hostbatch.engine.pool import TransportPool
-from hostbatch.engine.transfer import preflight_put
+from hostbatch.engine.probe import ProbeResult, probe_all
 from hostbatch.errors import UsageError
 from hostbatch.inventory import Inventory, load_inventory
-from hostbatch.inventory.records import (
-    ALIASES,
-    HOST_KEYS,
-    STRUCTURE_KEYS,
-    HostDefinition,
-    Layer,
-    Located,
-)
-from hostbatch.inventory.resolve import resolve
+from hostbatch.inventory.dicts import hosts_from_dicts
 from hostbatch.models import (
     Command,
     CommandSet,
@@ -42,14 +37,17 @@ from hostbatch.models import (
     Finished,
     Host,
     HostResult,
-    Secret,
     Transfer,
 )
 from hostbatch.transport.base import ConnectOptions
 from hostbatch.transport.registry import DEFAULT
 
 HostSpec = str | Host | Mapping[str, Any]
+HostsSpec = HostSpec | Sequence[HostSpec] | None
+GroupsSpec = str | Sequence[str] | None
+PatternsSpec = str | Sequence[str] | None
 InventorySpec = Inventory | str | Path | Sequence[str | Path] | None
+EventSink = Callable[[Event], None]
 
 
 @dataclass(frozen=True)
@@ -70,77 +68,16 @@ def _inventory(spec: InventorySpec) -> Inventory:
     return load_inventory(paths)
 
 
-# netmiko connection tunables a seed's host dicts may carry; hostbatch sets its own
-# (timeouts, host key checking, fast CLI), so these are accepted and not used.
-NETMIKO_TUNING_KEYS = frozenset(
-    {
-        "allow_agent",
-        "alt_host_keys",
-        "alt_key_file",
-        "auth_timeout",
-        "banner_timeout",
-        "blocking_timeout",
-        "conn_timeout",
-        "fast_cli",
-        "global_delay_factor",
-        "keepalive",
-        "session_log",
-        "ssh_strict",
-        "system_host_keys",
-        "timeout",
-        "use_keys",
-        "verbose",
-    }
-)
-
-
-def _dict_layer(spec: Mapping[str, Any], where: str) -> Layer:
-    layer: Layer = {}
-    for raw_key, value in spec.items():
-        key = ALIASES.get(str(raw_key).lower(), str(raw_key).lower())
-        if value is None or key in NETMIKO_TUNING_KEYS or key in STRUCTURE_KEYS:
-            continue
-        if key not in HOST_KEYS:
-            known = ", ".join(sorted({*HOST_KEYS, "ip", "host", "name"}))
-            raise UsageError(f"{where}: unknown key '{raw_key}' in a host dict (known: {known})")
-        text = value.reveal() if isinstance(value, Secret) else str(value)
-        layer[key] = Located(text, where)
-    if not layer.get("hostname") or not layer["hostname"].value:
-        raise UsageError(f"{where}: a host dict needs 'host' or 'ip'")
-    return layer
-
-
-def hosts_from_dicts(specs: Sequence[tuple[int, Mapping[str, Any]]]) -> list[Host]:
-    """netmiko-style dicts (``device_type``, ``ip``/``host``, ``username``, ``password``,
-    ``secret``, ``port``, ...) as Host records, resolved like inventory entries (a dict
-    with ``device_type`` uses the netmiko transport; passwords become Secrets).
-
-    A host is named by its ``name``, else by its address; when several unnamed dicts share
-    an address (one IP, several ports), each is named ``address:port``.
-    """
-    layers = [(index, spec, _dict_layer(spec, f"hosts[{index}]")) for index, spec in specs]
-    unnamed = Counter(layer["hostname"].value for _, spec, layer in layers if not spec.get("name"))
-    definitions: list[HostDefinition] = []
-    for index, spec, layer in layers:
-        address = layer["hostname"].value
-        name = str(spec.get("name") or "")
-        if not name:
-            port = layer["port"].value if "port" in layer else "22"
-            name = address if unnamed[address] == 1 else f"{address}:{port}"
-        definitions.append(HostDefinition(name, f"hosts[{index}]", None, layers=[layer]))
-    return resolve(definitions)
-
-
 def select_hosts(
-    hosts: HostSpec | Sequence[HostSpec] | None,
-    groups: str | Sequence[str] | None,
+    hosts: HostsSpec,
+    groups: GroupsSpec,
     inventory: InventorySpec,
-    patterns: str | Sequence[str] | None = None,
+    patterns: PatternsSpec = None,
 ) -> list[Host]:
-    """Resolve the API's ``hosts=`` / ``groups=`` into Host records.
+    """Resolve the API's selection (``hosts=``, ``groups=``, ``patterns=``) into Hosts.
 
     ``hosts`` may be names and patterns (looked up in the inventory), ready Host records,
-    or netmiko-style dicts (see :func:`hosts_from_dicts`).
+    or netmiko-style dicts (see :func:`hostbatch.inventory.dicts.hosts_from_dicts`).
     """
     given = [hosts] if isinstance(hosts, str | Host | Mapping) else list(hosts or [])
     names = [h for h in given if isinstance(h, str)]
@@ -175,10 +112,9 @@ def make_plan(
     if isinstance(operation, Transfer):
         if not operation.sources:
             raise UsageError(f"nothing to {operation.direction}: no source given")
-        if operation.direction == "put":
-            preflight_put(operation)
-        else:
+        if operation.direction == "get":
             _check_local_dir(Path(operation.destination))
+    # a put's local files are walked here, once: the Plan carries them (Plan.local_items)
     return Plan(operation, tuple(hosts), options.limits, options.connect, options.transport)
 
 
@@ -192,35 +128,38 @@ def _check_local_dir(path: Path) -> None:
 
 async def run_plan(
     plan: Plan,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: EventSink | None = None,
     pool: TransportPool | None = None,
 ) -> dict[str, HostResult]:
     """Execute *plan*; results keyed by host name, in the plan's host order. With a
-    *pool*, inline over its kept-open connections (a Session)."""
+    *pool*, inline over its kept-open connections (a Session).
+
+    *on_event* is called by the engine, never inside a host's operation: if it raises,
+    the run is stopped (remaining hosts cancelled) and SinkError(cause) is raised."""
     finished: dict[str, HostResult] = {}
 
-    def emit(event: Event) -> None:
+    def collect(event: Event) -> None:
         if isinstance(event, Finished):
             finished[event.host] = event.result
         if on_event is not None:
             on_event(event)
 
     if pool is None:
-        await execute(plan, emit)
+        await with_sink(lambda emit: execute(plan, emit), collect)
     else:
-        await run_hosts(plan, emit, pool)
+        await with_sink(lambda emit: run_hosts(plan, emit, pool), collect)
     return {h.name: finished[h.name] for h in plan.hosts}
 
 
 async def run_async(
     command: str | Command | CommandSet,
-    hosts: HostSpec | Sequence[HostSpec] | None = None,
-    groups: str | Sequence[str] | None = None,
+    hosts: HostsSpec = None,
+    groups: GroupsSpec = None,
     inventory: InventorySpec = None,
     *,
-    patterns: str | Sequence[str] | None = None,
+    patterns: PatternsSpec = None,
     options: RunOptions | None = None,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: EventSink | None = None,
 ) -> dict[str, HostResult]:
     """Run *command* on the selected hosts; ``{host name: HostResult}``.
 
@@ -233,13 +172,13 @@ async def run_async(
 
 def run(
     command: str | Command | CommandSet,
-    hosts: HostSpec | Sequence[HostSpec] | None = None,
-    groups: str | Sequence[str] | None = None,
+    hosts: HostsSpec = None,
+    groups: GroupsSpec = None,
     inventory: InventorySpec = None,
     *,
-    patterns: str | Sequence[str] | None = None,
+    patterns: PatternsSpec = None,
     options: RunOptions | None = None,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: EventSink | None = None,
 ) -> dict[str, HostResult]:
     """Blocking twin of :func:`run_async` (the seed's ``{ip: output}``, done properly)."""
     return asyncio.run(
@@ -251,11 +190,11 @@ def run(
 
 async def stream(
     command: str | Command | CommandSet,
-    hosts: HostSpec | Sequence[HostSpec] | None = None,
-    groups: str | Sequence[str] | None = None,
+    hosts: HostsSpec = None,
+    groups: GroupsSpec = None,
     inventory: InventorySpec = None,
     *,
-    patterns: str | Sequence[str] | None = None,
+    patterns: PatternsSpec = None,
     options: RunOptions | None = None,
 ) -> AsyncIterator[Event]:
     """Events as they happen (Started, OutputChunk, Finished); ends after the last host."""
@@ -277,13 +216,13 @@ async def stream(
 
 async def transfer_async(
     transfer: Transfer,
-    hosts: HostSpec | Sequence[HostSpec] | None = None,
-    groups: str | Sequence[str] | None = None,
+    hosts: HostsSpec = None,
+    groups: GroupsSpec = None,
     inventory: InventorySpec = None,
     *,
-    patterns: str | Sequence[str] | None = None,
+    patterns: PatternsSpec = None,
     options: RunOptions | None = None,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: EventSink | None = None,
 ) -> dict[str, HostResult]:
     """Run a put or get on the selected hosts; ``{host name: HostResult}``."""
     selected = select_hosts(hosts, groups, inventory, patterns)
@@ -293,42 +232,107 @@ async def transfer_async(
 def put(
     local: str | Path | Sequence[str | Path],
     remote: str,
-    hosts: HostSpec | Sequence[HostSpec] | None = None,
-    groups: str | Sequence[str] | None = None,
+    hosts: HostsSpec = None,
+    groups: GroupsSpec = None,
     inventory: InventorySpec = None,
     *,
+    patterns: PatternsSpec = None,
     recursive: bool = False,
     preserve: bool = False,
     verify: bool = False,
     options: RunOptions | None = None,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: EventSink | None = None,
 ) -> dict[str, HostResult]:
     """Copy local files to every selected host (atomically; see :mod:`engine.transfer`)."""
     sources = [local] if isinstance(local, str | Path) else list(local)
     transfer = Transfer("put", tuple(str(s) for s in sources), remote, recursive, preserve, verify)
     return asyncio.run(
-        transfer_async(transfer, hosts, groups, inventory, options=options, on_event=on_event)
+        transfer_async(
+            transfer,
+            hosts,
+            groups,
+            inventory,
+            patterns=patterns,
+            options=options,
+            on_event=on_event,
+        )
     )
 
 
 def get(
     remote: str | Sequence[str],
     local_dir: str | Path,
-    hosts: HostSpec | Sequence[HostSpec] | None = None,
-    groups: str | Sequence[str] | None = None,
+    hosts: HostsSpec = None,
+    groups: GroupsSpec = None,
     inventory: InventorySpec = None,
     *,
+    patterns: PatternsSpec = None,
     recursive: bool = False,
     preserve: bool = False,
     verify: bool = False,
     options: RunOptions | None = None,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: EventSink | None = None,
 ) -> dict[str, HostResult]:
     """Copy remote files from every selected host into ``local_dir/<host>/``."""
     sources = [remote] if isinstance(remote, str) else list(remote)
     transfer = Transfer("get", tuple(sources), str(local_dir), recursive, preserve, verify)
     return asyncio.run(
-        transfer_async(transfer, hosts, groups, inventory, options=options, on_event=on_event)
+        transfer_async(
+            transfer,
+            hosts,
+            groups,
+            inventory,
+            patterns=patterns,
+            options=options,
+            on_event=on_event,
+        )
+    )
+
+
+async def ping_async(
+    hosts: HostsSpec = None,
+    groups: GroupsSpec = None,
+    inventory: InventorySpec = None,
+    *,
+    patterns: PatternsSpec = None,
+    options: RunOptions | None = None,
+    on_result: Callable[[ProbeResult], None] | None = None,
+) -> dict[str, ProbeResult]:
+    """Probe the selected hosts: TCP connect time, SSH banner, and whether login succeeds;
+    ``{host name: ProbeResult}`` in selection order (``result.ok``, ``result.status``:
+    ok, auth failed, host key rejected, no banner, timed out, refused, unreachable).
+
+    ``options.limits.fanout`` hosts at once; ``options.connect`` as for run(). A host that
+    is not usable is its ProbeResult, never an exception; *on_result* is a sink as
+    ``on_event`` is for run()."""
+    selected = select_hosts(hosts, groups, inventory, patterns)
+    chosen = options or RunOptions()
+    check_hosts(selected, chosen.transport)
+    fanout = chosen.limits.fanout_or_default()
+    results = await with_sink(
+        lambda emit: probe_all(
+            selected, chosen.connect, transport=chosen.transport, fanout=fanout, on_result=emit
+        ),
+        on_result,
+    )
+    by_host = {result.host: result for result in results}
+    return {host.name: by_host[host.name] for host in selected}
+
+
+def ping(
+    hosts: HostsSpec = None,
+    groups: GroupsSpec = None,
+    inventory: InventorySpec = None,
+    *,
+    patterns: PatternsSpec = None,
+    options: RunOptions | None = None,
+    on_result: Callable[[ProbeResult], None] | None = None,
+) -> dict[str, ProbeResult]:
+    """Blocking twin of :func:`ping_async`."""
+    return asyncio.run(
+        ping_async(
+            hosts, groups, inventory, patterns=patterns, options=options, on_result=on_result
+        )
     )
 
 
@@ -361,14 +365,14 @@ class Session:
     async def execute(
         self,
         operation: str | Command | CommandSet | Transfer,
-        on_event: Callable[[Event], None] | None = None,
+        on_event: EventSink | None = None,
     ) -> dict[str, HostResult]:
         """Run one operation on the session's hosts over their open connections."""
         plan = make_plan(operation, self.hosts, self.options)
         return await run_plan(plan, on_event, self.pool)
 
     async def run(
-        self, command: str | Command, on_event: Callable[[Event], None] | None = None
+        self, command: str | Command, on_event: EventSink | None = None
     ) -> dict[str, HostResult]:
         return await self.execute(command, on_event)
 

@@ -27,7 +27,7 @@ def fleet() -> Iterator[Fleet]:
 
 def opts(known_hosts: Path, transport: str = "asyncssh", **connect: object) -> RunOptions:
     options = ConnectOptions(connect_timeout=5, known_hosts=str(known_hosts), **connect)  # type: ignore[arg-type]
-    return RunOptions(Limits(connect_timeout=5), options, transport)
+    return RunOptions(Limits(), options, transport)
 
 
 @pytest.fixture

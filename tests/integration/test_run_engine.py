@@ -13,6 +13,7 @@ import pytest
 
 from hostbatch.api import RunOptions, Session, run, run_async, stream
 from hostbatch.engine.limits import Limits
+from hostbatch.errors import SinkError
 from hostbatch.inventory import Inventory, load_inventory
 from hostbatch.models import CommandSet, Event, Finished, OutputChunk, Started, Status
 from hostbatch.testing import Fleet, FleetThread
@@ -36,7 +37,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, Inv
 
 def options(fleet: Fleet, **limits: object) -> RunOptions:
     connect = ConnectOptions(connect_timeout=1.5, known_hosts=str(fleet.known_hosts))
-    return RunOptions(Limits(connect_timeout=1.5, **limits), connect)  # type: ignore[arg-type]
+    return RunOptions(Limits(**limits), connect)  # type: ignore[arg-type]
 
 
 def test_each_misbehaviour_is_its_own_status(fleet: tuple[Fleet, Inventory]) -> None:
@@ -230,3 +231,66 @@ async def test_session_reuses_connections(fleet: tuple[Fleet, Inventory]) -> Non
         assert (await session.run("echo x"))["node04"].status is Status.DROPPED
         await session.run("echo x")
         assert "node04" in session.pool.reconnected
+
+
+def test_the_connect_timeout_is_the_one_set_in_connect_options(
+    fleet: tuple[Fleet, Inventory],
+) -> None:
+    started, inventory = fleet
+    connect = ConnectOptions(connect_timeout=0.4, known_hosts=str(started.known_hosts))
+    result = run(
+        "true", hosts="node03", inventory=inventory, options=RunOptions(Limits(), connect)
+    )["node03"]
+    assert result.status is Status.UNREACHABLE  # node03 accepts TCP, never sends a banner
+    assert "0.4s" in (result.error or "")
+    assert 0.3 < result.elapsed < 1.3  # its 0.4 s, not the 10 s default
+
+
+class _ClosedPipeSink:
+    """An output sink whose reader went away (``| head``) on its third OutputChunk."""
+
+    def __init__(self) -> None:
+        self.chunks: list[OutputChunk] = []
+        self.finished: list[Finished] = []
+        self.calls_after_failure = 0
+
+    def __call__(self, event: Event) -> None:
+        if len(self.chunks) >= 3:
+            self.calls_after_failure += 1
+        if isinstance(event, Finished):
+            self.finished.append(event)
+        if isinstance(event, OutputChunk):
+            self.chunks.append(event)
+            if len(self.chunks) == 3:
+                raise BrokenPipeError(32, "Broken pipe")
+
+
+def _gone(pids: list[int], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_sink_stops_the_run_and_is_no_hosts_failure(
+    fleet: tuple[Fleet, Inventory], workers: int
+) -> None:
+    started, inventory = fleet
+    sink = _ClosedPipeSink()
+    begin = time.monotonic()
+    with pytest.raises(SinkError) as raised:
+        run(
+            "echo $$; exec sleep 60",
+            hosts="node01,node07,node08",
+            inventory=inventory,
+            options=options(started, workers=workers),
+            on_event=sink,
+        )
+    assert isinstance(raised.value.cause, BrokenPipeError)
+    assert time.monotonic() - begin < 20  # stopped, not waiting for the 60 s commands
+    assert sink.calls_after_failure == 0
+    assert not any(f.result.status is Status.DROPPED for f in sink.finished)
+    assert not any("connection lost" in (f.result.error or "") for f in sink.finished)
+    pids = [int(chunk.data.split()[0]) for chunk in sink.chunks]
+    assert len(pids) == 3 and _gone(pids, within=10)  # remote commands were signalled

@@ -108,7 +108,6 @@ def build_options(params: dict[str, Any], *, command_timeout: float | None) -> R
         click.echo("hostbatch: warning: host key checking is OFF (--host-keys off)", err=True)
     limits = Limits(
         fanout=params["fanout"],
-        connect_timeout=params["connect_timeout"],
         command_timeout=command_timeout,
         output_limit=params.get("output_limit", DEFAULT_OUTPUT_LIMIT),
         connect_retries=params["retries"],

@@ -1,9 +1,13 @@
-"""One host's part of a run: connect, run, collect, always end in a HostResult."""
+"""One host's part of a run: connect, run, collect, always end in a HostResult.
+
+``emit`` is the engine's event callback: it never raises (the executors call the sinks
+behind it and stop the run when one fails), so nothing a sink does can become a host's
+result.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -11,11 +15,9 @@ from dataclasses import dataclass, field, replace
 from hostbatch.engine.plan import Plan
 from hostbatch.engine.pool import TransportPool
 from hostbatch.engine.transfer import (
-    LocalItem,
     ProgressMeter,
     TransferStats,
     get_from_host,
-    preflight_put,
     put_to_host,
 )
 from hostbatch.errors import (
@@ -30,6 +32,7 @@ from hostbatch.errors import (
     RemoteFileError,
     UsageError,
 )
+from hostbatch.logs import logger, redact
 from hostbatch.models import (
     Command,
     CommandOutput,
@@ -85,18 +88,27 @@ def status_for(error: HostbatchError) -> Status:
     return Status.ERROR
 
 
-async def _connect(transport: Transport, plan: Plan) -> None:
+async def _connect(transport: Transport, plan: Plan, host: Host) -> None:
     """Connect, retrying refused/unreachable hosts with exponential backoff."""
     attempt = 0
+    where = f"{host.hostname}:{host.port} ({plan.transport_for(host)})"
     while True:
+        logger.debug("%s: connecting to %s", host.name, where)
         try:
             await transport.connect()
-            return
-        except ConnectError:
+        except ConnectError as exc:
             if attempt >= plan.limits.connect_retries:
                 raise
-            await asyncio.sleep(plan.limits.retry_backoff * 2**attempt)
+            delay = plan.limits.retry_backoff * 2**attempt
             attempt += 1
+            logger.debug(
+                "%s: %s; retry %d of %d in %.2gs",
+                *(host.name, exc.message, attempt, plan.limits.connect_retries, delay),
+            )
+            await asyncio.sleep(delay)
+            continue
+        logger.debug("%s: connected", host.name)
+        return
 
 
 @dataclass
@@ -106,12 +118,6 @@ class _Outcome:
     error: str | None = None
     stats: TransferStats = field(default_factory=TransferStats)
     outputs: tuple[CommandOutput, ...] = ()
-
-
-@functools.lru_cache(maxsize=4)
-def _put_items(transfer: Transfer) -> list[list[LocalItem]]:
-    """Local sources walked once per process, not once per host."""
-    return preflight_put(transfer)
 
 
 async def _operate(
@@ -129,16 +135,39 @@ async def _operate(
         return _Outcome(Status.OK if exit_status == 0 else Status.FAILED, exit_status)
     if isinstance(operation, CommandSet):
         return await _command_set(plan, host, transport, operation, output, outputs=outputs)
+    return await _transfer(plan, host, transport, operation, emit)
+
+
+async def _transfer(
+    plan: Plan, host: Host, transport: Transport, transfer: Transfer, emit: Emit
+) -> _Outcome:
+    """One host's put or get, within ``limits.command_timeout`` as a whole (its --verify
+    included); past that deadline it is cancelled (temporary files removed) and timed out."""
 
     def report(done: int, total: int) -> None:
         emit(Progress(host.name, done, total))
 
-    if operation.direction == "put":
-        items = _put_items(operation)
-        meter = ProgressMeter(sum(i.size for group in items for i in group), report)
-        stats = await put_to_host(transport, operation, items, meter)
-    else:
-        stats = await get_from_host(transport, operation, host.name, report)
+    timeout = plan.limits.command_timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            if transfer.direction == "put":
+                items = [list(source) for source in plan.local_items]
+                meter = ProgressMeter(sum(i.size for group in items for i in group), report)
+                stats = await put_to_host(transport, transfer, items, meter, deadline=deadline)
+            else:
+                stats = await get_from_host(
+                    transport, transfer, host.name, report, deadline=deadline
+                )
+    except (TimeoutError, HostbatchError) as exc:
+        # verify()'s sha256sum gets the time left, so it may hit the deadline first
+        if timeout is not None and (scope.expired() or isinstance(exc, CommandTimeout)):
+            raise CommandTimeout(
+                f"{transfer.direction} did not finish within its {timeout:g}s timeout",
+                host=host.name,
+            ) from None
+        raise
     return _Outcome(Status.OK, stats=stats)
 
 
@@ -185,6 +214,22 @@ async def _command_set(
     return outcome
 
 
+async def _open(plan: Plan, host: Host, pool: TransportPool | None) -> Transport:
+    """A connected transport: a new one, or the *pool*'s open one for *host*."""
+    factory = get_transport(plan.transport_for(host))
+    if pool is not None:
+        return await pool.acquire(
+            host, lambda h: factory(h, plan.options), lambda t: _connect(t, plan, host)
+        )
+    transport = factory(host, plan.options)
+    try:
+        await _connect(transport, plan, host)
+    except BaseException:
+        await transport.close()
+        raise
+    return transport
+
+
 async def run_host(
     plan: Plan, host: Host, emit: Emit, pool: TransportPool | None = None
 ) -> HostResult:
@@ -207,26 +252,36 @@ async def run_host(
     outcome = _Outcome()
     outputs: list[CommandOutput] = []  # a CommandSet's finished steps, kept on failure too
     transport: Transport | None = None
-    factory = get_transport(plan.transport_for(host))
+    keep = True  # a pooled connection stays open unless it failed (cancelled: still fine)
     try:
-        if pool is None:
-            transport = factory(host, plan.options)
-            await _connect(transport, plan)
-        else:
-            transport = await pool.acquire(
-                host, lambda h: factory(h, plan.options), lambda t: _connect(t, plan)
-            )
+        transport = await _open(plan, host, pool)
         outcome = await _operate(plan, host, transport, output, emit, outputs=outputs)
     except HostbatchError as exc:
         outcome.status, outcome.error = status_for(exc), exc.message
         outcome.outputs = tuple(outputs)
+        keep = outcome.status.reached and outcome.status is not Status.DROPPED
     except Exception as exc:  # a bug or an untranslated library error: this host only
-        outcome.error = f"internal error: {type(exc).__name__}: {exc}"
+        logger.exception("%s: internal error", host.name)
+        outcome.error = redact(f"internal error: {type(exc).__name__}: {exc}")
     finally:
-        if pool is None and transport is not None:
-            await transport.close()
-        elif pool is not None and (not outcome.status.reached or outcome.status is Status.DROPPED):
-            await pool.discard(host.name)
+        await _release(host, transport, pool, keep=keep)
+    logger.debug("%s: done (%s)", host.name, outcome.status.value)
+    return _host_result(host, outcome, tails, started)
+
+
+async def _release(
+    host: Host, transport: Transport | None, pool: TransportPool | None, *, keep: bool
+) -> None:
+    if pool is None and transport is not None:
+        await transport.close()
+        logger.debug("%s: connection closed", host.name)
+    elif pool is not None and not keep:
+        await pool.discard(host.name)
+
+
+def _host_result(
+    host: Host, outcome: _Outcome, tails: dict[str, OutputTail], started: float
+) -> HostResult:
     return HostResult(
         host=host.name,
         status=outcome.status,

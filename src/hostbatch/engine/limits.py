@@ -6,9 +6,13 @@ import os
 from dataclasses import dataclass
 
 from hostbatch.errors import UsageError
+from hostbatch.transport import base
+
+# The connect timeout is ConnectOptions.connect_timeout (the transports read it); its
+# default is repeated here for the CLI's option default.
+DEFAULT_CONNECT_TIMEOUT = base.DEFAULT_CONNECT_TIMEOUT
 
 DEFAULT_FANOUT = 256  # hosts at once, all workers together, when most hosts use asyncssh
-DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_OUTPUT_LIMIT = 1024 * 1024  # bytes kept in memory per host and stream (the tail)
 HOSTS_PER_WORKER = 500  # below this many hosts per core, one process is faster (bench/fanout.py)
 # Blocking libraries in threads (netmiko: a thread per session polling its channel)
@@ -26,10 +30,12 @@ SESSIONS_PER_WORKER_BLOCKING = 128
 class Limits:
     """``fanout`` caps concurrent hosts across the whole run (all workers together); None
     is the default, :data:`DEFAULT_FANOUT`, or for network devices (blocking transports)
-    :data:`SESSIONS_PER_WORKER_BLOCKING` per worker."""
+    :data:`SESSIONS_PER_WORKER_BLOCKING` per worker.
+
+    ``command_timeout`` bounds each command of a run, and each host's whole put or get
+    (its ``--verify`` included). The connect timeout is ``ConnectOptions.connect_timeout``."""
 
     fanout: int | None = None
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     command_timeout: float | None = None
     output_limit: int = DEFAULT_OUTPUT_LIMIT
     connect_retries: int = 0
@@ -39,8 +45,6 @@ class Limits:
     def __post_init__(self) -> None:
         if self.fanout is not None and self.fanout < 1:
             raise UsageError(f"fanout must be at least 1 (got {self.fanout})")
-        if self.connect_timeout <= 0:
-            raise UsageError(f"connect timeout must be positive (got {self.connect_timeout})")
         if self.command_timeout is not None and self.command_timeout <= 0:
             raise UsageError(f"command timeout must be positive (got {self.command_timeout})")
         if self.output_limit < 0 or self.connect_retries < 0:

@@ -1,4 +1,6 @@
-"""Reachability: TCP connect time, SSH banner, and whether login succeeds, per host."""
+"""Reachability: TCP connect time, SSH banner, and whether login succeeds, per host.
+
+Probes run through the inline executor (:func:`for_each_host`), like a plan's hosts."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from hostbatch.engine.executors.inline import for_each_host
 from hostbatch.engine.hostrun import status_for
 from hostbatch.errors import HostbatchError
+from hostbatch.logs import logger, redact
 from hostbatch.models import Host, Status
 from hostbatch.transport.base import ConnectOptions
 from hostbatch.transport.registry import get_transport
@@ -23,6 +27,7 @@ ORDER = (
     "timed out",
     "refused",
     "unreachable",
+    "error",
 )
 
 
@@ -98,6 +103,10 @@ async def probe_host(host: Host, options: ConnectOptions, transport: str) -> Pro
             status_for(exc), "unreachable"
         )
         return _result(host, status, tcp_ms=tcp_ms, banner=banner, error=exc.message)
+    except Exception as exc:  # a bug or an untranslated library error: this host only
+        logger.exception("%s: internal error while probing", host.name)
+        error = redact(f"internal error: {type(exc).__name__}: {exc}")
+        return _result(host, "error", tcp_ms=tcp_ms, banner=banner, error=error)
     finally:
         await session.close()
     return _result(host, "ok", tcp_ms=tcp_ms, banner=banner)
@@ -111,16 +120,18 @@ async def probe_all(
     fanout: int,
     on_result: Callable[[ProbeResult], None] | None = None,
 ) -> list[ProbeResult]:
-    """Probe every host, at most *fanout* at once; sorted by status, then latency."""
-    pending = iter(hosts)
+    """Probe every host, at most *fanout* at once; sorted by status, then latency.
+
+    An unknown or uninstalled transport raises before any host is probed."""
+    for name in {host.transport or transport for host in hosts}:
+        get_transport(name)
     results: list[ProbeResult] = []
 
-    async def worker() -> None:
-        for host in pending:
-            result = await probe_host(host, options, transport)
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
+    async def probe(host: Host) -> None:
+        result = await probe_host(host, options, transport)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
 
-    await asyncio.gather(*(worker() for _ in range(min(fanout, len(hosts)))))
+    await for_each_host(hosts, fanout, probe)
     return sorted(results, key=ProbeResult.sort_key)

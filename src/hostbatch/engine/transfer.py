@@ -31,6 +31,7 @@ from hostbatch.transport.base import RemoteStat, Transport
 
 PROGRESS_INTERVAL = 0.1
 CLEANUP_SECONDS = 5.0
+VERIFY_SECONDS = 60.0  # sha256sum's limit when the transfer has no deadline
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,14 @@ class ProgressMeter:
 
 
 async def put_to_host(
-    transport: Transport, transfer: Transfer, sources: list[list[LocalItem]], meter: ProgressMeter
+    transport: Transport,
+    transfer: Transfer,
+    sources: list[list[LocalItem]],
+    meter: ProgressMeter,
+    *,
+    deadline: float | None = None,
 ) -> TransferStats:
-    """Send every source to one host."""
+    """Send every source to one host; *deadline* (``time.monotonic()``) bounds --verify."""
     stats = TransferStats()
     destination = transfer.destination
     target = await transport.stat(destination.rstrip("/") or "/")
@@ -130,7 +136,7 @@ async def put_to_host(
                 continue
             await put_file(transport, item, remote, meter, preserve=transfer.preserve)
             if transfer.verify:
-                await verify(transport, remote, item.path)
+                await verify(transport, remote, item.path, _time_left(deadline))
             meter.file_done(item.size)
             stats.files += 1
             stats.bytes += item.size
@@ -230,9 +236,14 @@ async def _plan_get(
 
 
 async def get_from_host(
-    transport: Transport, transfer: Transfer, host_name: str, report: Callable[[int, int], None]
+    transport: Transport,
+    transfer: Transfer,
+    host_name: str,
+    report: Callable[[int, int], None],
+    *,
+    deadline: float | None = None,
 ) -> TransferStats:
-    """Fetch every source from one host into ``LOCALDIR/<host>/``."""
+    """Fetch every source from one host into ``LOCALDIR/<host>/``; *deadline* as for put."""
     host_dir = host_directory(Path(transfer.destination), host_name)
     entries = await _plan_get(transport, transfer)
     meter = ProgressMeter(sum(i.size for _, _, i in entries if not i.is_dir), report)
@@ -245,7 +256,7 @@ async def get_from_host(
             continue
         await get_file(transport, remote, info, local, meter, preserve=transfer.preserve)
         if transfer.verify:
-            await verify(transport, remote, local)
+            await verify(transport, remote, local, _time_left(deadline))
         meter.file_done(info.size)
         stats.files += 1
         stats.bytes += info.size
@@ -260,11 +271,18 @@ def local_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-async def verify(transport: Transport, remote: str, local: Path) -> None:
-    """Compare SHA-256 of both sides (the remote side with ``sha256sum``)."""
+def _time_left(deadline: float | None) -> float:
+    if deadline is None:
+        return VERIFY_SECONDS
+    return max(0.001, deadline - time.monotonic())
+
+
+async def verify(transport: Transport, remote: str, local: Path, timeout: float) -> None:
+    """Compare SHA-256 of both sides (the remote side with ``sha256sum``, stopped after
+    *timeout* seconds: the time the transfer has left)."""
     output = bytearray()
     status = await transport.run(
-        f"sha256sum -- {shlex.quote(remote)}", lambda _s, data: output.extend(data), 60.0
+        f"sha256sum -- {shlex.quote(remote)}", lambda _s, data: output.extend(data), timeout
     )
     remote_digest = bytes(output).split(b" ", 1)[0].decode(errors="replace")
     if status != 0 or len(remote_digest) != 64:

@@ -147,6 +147,8 @@ class _Client(asyncssh.SSHClient):
 class AsyncsshTransport:
     """One asyncssh connection to one host."""
 
+    blocking = False
+
     def __init__(self, host: Host, options: ConnectOptions) -> None:
         self.host = host
         self.options = options

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
+from hostbatch.errors import UsageError
 from hostbatch.models import CommandOutput, CommandSet, Host, Stream
 
 HostKeyPolicy = Literal["strict", "accept-new", "off"]
@@ -18,6 +19,7 @@ OutputSink = Callable[[Stream, bytes], None]
 ProgressSink = Callable[[int, int], None]
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -32,13 +34,18 @@ class RemoteStat:
 
 @dataclass(frozen=True)
 class ConnectOptions:
-    """How to connect: the same for every host of a run."""
+    """How to connect: the same for every host of a run. ``connect_timeout`` (seconds to
+    connect, get the banner and log in) is the run's only connect timeout."""
 
-    connect_timeout: float = 10.0
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     host_keys: HostKeyPolicy = "strict"
     known_hosts: str = DEFAULT_KNOWN_HOSTS
     use_agent: bool = True
     keepalive: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.connect_timeout <= 0:
+            raise UsageError(f"connect timeout must be positive (got {self.connect_timeout})")
 
     @property
     def known_hosts_path(self) -> Path:
@@ -46,7 +53,14 @@ class ConnectOptions:
 
 
 class Transport(Protocol):
-    """One connection to one host. Created per host by a :data:`TransportFactory`."""
+    """One connection to one host. Created per host by a :data:`TransportFactory`.
+
+    ``blocking`` says the transport drives a blocking library in threads (netmiko): the
+    engine then gives such hosts fewer sessions per worker process. Keep it equal to the
+    transport's entry in :mod:`hostbatch.transport.registry` (a test checks both).
+    """
+
+    blocking: ClassVar[bool]
 
     async def connect(self) -> None:
         """Open and authenticate. Raises ConnectError, AuthenticationError, HostKeyError,
@@ -102,4 +116,8 @@ class DeviceTransport(Protocol):
 
 
 class TransportFactory(Protocol):
+    """A transport class: ``factory(host, options)`` gives one host's Transport."""
+
+    blocking: bool
+
     def __call__(self, host: Host, options: ConnectOptions) -> Transport: ...

@@ -348,6 +348,8 @@ class _DeviceSSH(AsyncsshTransport):
 class NetmikoTransport:
     """One netmiko CLI session to one network device, over an asyncssh connection."""
 
+    blocking = True  # netmiko polls its channel in a thread per session
+
     def __init__(self, host: Host, options: ConnectOptions) -> None:
         self.host = host
         self.options = options

@@ -232,6 +232,8 @@ def _terminate(chan: paramiko.Channel) -> None:
 class ParamikoTransport:
     """One paramiko connection (optionally tunnelled through ``host.jump``) to one host."""
 
+    blocking = False
+
     def __init__(self, host: Host, options: ConnectOptions) -> None:
         self.host = host
         self.options = options

@@ -3,34 +3,59 @@
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
 
 from hostbatch.errors import MissingExtraError, UsageError
 from hostbatch.transport.base import TransportFactory
 
+
+class _Entry(NamedTuple):
+    module: str
+    factory: str  # attribute of *module*
+    extra: str  # pip extra that installs *library*
+    library: str
+    blocking: bool  # the class's ``blocking``, known here without importing the library
+
+
 DEFAULT = "asyncssh"
-# name -> (module, factory attribute, pip extra, library module)
 _KNOWN = {
-    "asyncssh": ("hostbatch.transport.asyncssh_", "AsyncsshTransport", "asyncssh", "asyncssh"),
-    "paramiko": ("hostbatch.transport.paramiko_", "ParamikoTransport", "paramiko", "paramiko"),
-    "netmiko": ("hostbatch.transport.netmiko_", "NetmikoTransport", "netmiko", "netmiko"),
+    "asyncssh": _Entry(
+        "hostbatch.transport.asyncssh_", "AsyncsshTransport", "asyncssh", "asyncssh", False
+    ),
+    "paramiko": _Entry(
+        "hostbatch.transport.paramiko_", "ParamikoTransport", "paramiko", "paramiko", False
+    ),
+    "netmiko": _Entry(
+        "hostbatch.transport.netmiko_", "NetmikoTransport", "netmiko", "netmiko", True
+    ),
 }
 _loaded: dict[str, TransportFactory] = {}
 
 NAMES = tuple(_KNOWN)
 
 
+def _entry(name: str) -> _Entry:
+    if name not in _KNOWN:
+        raise UsageError(f"unknown transport '{name}' (choose from {', '.join(_KNOWN)})")
+    return _KNOWN[name]
+
+
+def is_blocking(name: str) -> bool:
+    """Whether transport *name* drives a blocking library in threads (its class's
+    ``blocking``), answered without importing that library."""
+    return _entry(name).blocking
+
+
 def get_transport(name: str) -> TransportFactory:
     """The factory for transport *name*; says which extra to install when it is missing."""
     if name in _loaded:
         return _loaded[name]
-    if name not in _KNOWN:
-        raise UsageError(f"unknown transport '{name}' (choose from {', '.join(_KNOWN)})")
-    module_name, attribute, extra, library = _KNOWN[name]
+    entry = _entry(name)
     try:
-        importlib.import_module(library)
+        importlib.import_module(entry.library)
     except ImportError:
-        raise MissingExtraError(f"the {name} transport", extra, library) from None
-    module = importlib.import_module(module_name)
-    factory: TransportFactory = getattr(module, attribute)
+        raise MissingExtraError(f"the {name} transport", entry.extra, entry.library) from None
+    module = importlib.import_module(entry.module)
+    factory: TransportFactory = getattr(module, entry.factory)
     _loaded[name] = factory
     return factory

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 
 from hostbatch.engine.hostrun import Emit, run_host
 from hostbatch.engine.plan import Plan
 from hostbatch.engine.pool import TransportPool
-from hostbatch.models import Finished
+from hostbatch.models import Finished, Host
+
+HostJob = Callable[[Host], Awaitable[None]]
+
+
+async def for_each_host(hosts: Sequence[Host], fanout: int, job: HostJob) -> None:
+    """Await ``job(host)`` for every host, at most *fanout* at once (a run, a probe)."""
+    pending = iter(hosts)
+
+    async def worker() -> None:
+        for host in pending:  # shared iterator: each host is taken once
+            await job(host)
+
+    await asyncio.gather(*(worker() for _ in range(min(fanout, len(hosts)))))
 
 
 async def run_hosts(plan: Plan, emit: Emit, pool: TransportPool | None = None) -> None:
     """Run every host of *plan* with at most ``fanout`` at once; emits Finished for each.
     With a *pool*, connections are reused and left open (the shell)."""
-    pending = iter(plan.hosts)
 
-    async def worker() -> None:
-        for host in pending:  # shared iterator: each host is taken once
-            emit(Finished(await run_host(plan, host, emit, pool)))
+    async def one(host: Host) -> None:
+        emit(Finished(await run_host(plan, host, emit, pool)))
 
-    count = min(plan.limits.fanout_or_default(), len(plan.hosts))
-    await asyncio.gather(*(worker() for _ in range(count)))
+    await for_each_host(plan.hosts, plan.limits.fanout_or_default(), one)
