@@ -61,9 +61,7 @@ def run_options(
     output_limit: int = 1 << 20,
     known_hosts: Path | None = None,
 ) -> RunOptions:
-    limits = Limits(
-        connect_timeout=CONNECT_TIMEOUT, command_timeout=command_timeout, output_limit=output_limit
-    )
+    limits = Limits(command_timeout=command_timeout, output_limit=output_limit)
     connect = ConnectOptions(
         connect_timeout=CONNECT_TIMEOUT,
         known_hosts=str(known_hosts or mixed.known_hosts),
