@@ -27,26 +27,43 @@ _SECRET_PAIR = re.compile(
     r"(?i)\b(password|passphrase|passwd|secret|become_password)(\s*[=:]\s*|\s+)(\S+)"
 )
 
+# Secrets shorter than this are masked only where they stand alone (not inside a longer
+# word): an enable secret "en" must not turn "recent" into "rec********t" in every log.
+SHORT_SECRET = 8
+
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+_pattern: re.Pattern[str] | None = None
 
 logger = logging.getLogger(LOGGER_NAME)
 
 
 def register_secret(value: str) -> None:
     """Remember *value* so the filter can mask it (called by ``Secret.__init__``)."""
-    if value:
+    global _pattern
+    if value and value not in _secrets:
         with _secrets_lock:
             _secrets.add(value)
+            _pattern = None
+
+
+def _secrets_pattern() -> re.Pattern[str] | None:
+    global _pattern
+    with _secrets_lock:
+        if _pattern is None and _secrets:
+            parts = [
+                re.escape(v) if len(v) >= SHORT_SECRET else rf"(?<!\w){re.escape(v)}(?!\w)"
+                for v in sorted(_secrets, key=len, reverse=True)
+            ]
+            _pattern = re.compile("|".join(parts))
+        return _pattern
 
 
 def redact(text: str) -> str:
     """*text* with every registered secret and every ``password=VALUE`` pair masked."""
-    with _secrets_lock:
-        known = sorted(_secrets, key=len, reverse=True)
-    for value in known:
-        if value in text:
-            text = text.replace(value, MASK)
+    pattern = _secrets_pattern()
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
     return _SECRET_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
 
 
