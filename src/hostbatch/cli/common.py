@@ -1,17 +1,27 @@
-"""Pieces every command shares: selection options, inventory loading, error handling."""
+"""Pieces every command shares: exit codes, error handling, inventory loading.
+
+Options live in :mod:`hostbatch.cli.options`; running a plan (sinks, signals, summary,
+exit code) in :mod:`hostbatch.cli.execute`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from hostbatch.errors import HostbatchError
+from hostbatch.errors import HostbatchError, SinkError
 from hostbatch.inventory import Inventory, load_inventory
+from hostbatch.logs import logger
 from hostbatch.models import Host, HostResult, Secret, Status
+
+if TYPE_CHECKING:
+    from hostbatch.cli.options import SelectionOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,7 +32,10 @@ EXIT_OK = 0
 EXIT_COMMAND_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
-EXIT_INTERRUPTED = 130
+EXIT_HANGUP = 129  # 128 + SIGHUP
+EXIT_INTERRUPTED = 130  # 128 + SIGINT (Ctrl-C)
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout closed by the reader (| head)
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def exit_code_for(results: dict[str, HostResult]) -> int:
@@ -39,85 +52,68 @@ def warn(message: str) -> None:
     click.echo(f"hostbatch: warning: {message}", err=True)
 
 
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing what is still buffered for a closed pipe
+    cannot fail again (no "Exception ignored ... BrokenPipeError" at exit)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def end_broken_pipe() -> NoReturn:
+    """The reader of our stdout went away (``| head``): end quietly, like other tools."""
+    silence_stdout()
+    raise SystemExit(EXIT_BROKEN_PIPE)
+
+
+def is_broken_pipe(exc: BaseException) -> bool:
+    """A closed stdout, raised directly or as the cause of a SinkError."""
+    if isinstance(exc, SinkError):
+        exc = exc.cause
+    return isinstance(exc, BrokenPipeError)
+
+
 def handle_errors(func: F) -> F:
-    """Turn HostbatchError into one clear line on stderr and its exit code; no traceback."""
+    """Turn HostbatchError into one clear line on stderr and its exit code; no traceback.
+    A closed stdout ends the command quietly with exit code 141."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:
+            end_broken_pipe()
         except HostbatchError as exc:
+            if is_broken_pipe(exc):
+                end_broken_pipe()
             click.echo(f"hostbatch: error: {exc}", err=True)
             raise SystemExit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class Selection:
-    """What the user selected on the command line."""
-
-    inventory: tuple[str, ...]
-    hosts: tuple[str, ...]
-    groups: tuple[str, ...]
-    patterns: tuple[str, ...]
-    ask_pass: bool
-    ssh_config: str | None
-
-
-def pop_selection(params: dict[str, Any], patterns: tuple[str, ...] = ()) -> Selection:
-    """Take the options added by :func:`selection_options` out of a command's params."""
-    return Selection(
-        params.pop("inventory"),
-        params.pop("hosts"),
-        params.pop("groups"),
-        patterns,
-        params.pop("ask_pass"),
-        params.pop("ssh_config"),
-    )
-
-
-def selection_options(func: F) -> F:
-    """``-i/--inventory``, ``-h/--hosts``, ``-g/--groups``, ``--ask-pass``, ``--ssh-config``."""
-    options = [
-        click.option(
-            "-i",
-            "--inventory",
-            multiple=True,
-            metavar="PATH",
-            help="Inventory folder or file (repeatable). Default: $HOSTBATCH_INVENTORY, "
-            "else ./inventory[/|.ini|.yaml], else ~/.config/hostbatch/inventory.",
-        ),
-        click.option(
-            "-h",
-            "--hosts",
-            multiple=True,
-            metavar="LIST",
-            help="Hosts, comma-separated; ranges web[01-20], @group, !exclude, all.",
-        ),
-        click.option(
-            "-g",
-            "--groups",
-            multiple=True,
-            metavar="LIST",
-            help="Groups, comma-separated (union with -h; each host once).",
-        ),
-        click.option(
-            "--ask-pass",
-            is_flag=True,
-            help="Prompt once for a password, used by hosts that have none.",
-        ),
-        click.option(
-            "--ssh-config",
-            default="~/.ssh/config",
-            show_default=True,
-            metavar="PATH",
-            help="OpenSSH client config filling in unset values; '' to ignore it.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def run_main(command: click.Command, prog_name: str) -> NoReturn:
+    """Run a click command as a program: click's own usage errors in hostbatch's one-line
+    style (exit 2), a closed stdout quiet (exit 141)."""
+    try:
+        code = command.main(prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"hostbatch: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"hostbatch: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(EXIT_COMMAND_FAILED)
+    except BrokenPipeError:
+        end_broken_pipe()
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 def ask_password(text: str) -> str:
@@ -126,7 +122,7 @@ def ask_password(text: str) -> str:
 
 
 def load_selection(
-    selection: Selection, *, prompt: Callable[[str], str] = ask_password
+    selection: SelectionOptions, *, prompt: Callable[[str], str] = ask_password
 ) -> tuple[Inventory, list[Host]]:
     """Load the inventory, print its warnings, apply --ask-pass, and select hosts."""
     inventory = load_inventory(selection.inventory, ssh_config=selection.ssh_config or None)
@@ -139,6 +135,7 @@ def load_selection(
         groups=_nonempty(selection.groups),
         patterns=_nonempty(selection.patterns),
     )
+    logger.debug("selected %d host(s): %s", len(hosts), ", ".join(h.name for h in hosts[:20]))
     return inventory, hosts
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import click
 
-from hostbatch.cli.common import Selection, handle_errors
-from hostbatch.cli.run import execute_command, output_options
+from hostbatch.cli.common import handle_errors
+from hostbatch.cli.execute import execute_command
+from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions
 
 DEMO_COMMAND = (
     'echo "hello from $HOSTBATCH_FLEET_HOST ($(uname -s), pid $$)"; '
@@ -48,7 +48,7 @@ def demo_behaviours(count: int, prefix: str = "node") -> dict[str, str]:
 @click.option("--well-behaved", is_flag=True, help="No misbehaving hosts.")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Command timeout.")
 @click.option("--connect-timeout", type=float, default=3.0, show_default=True)
-@output_options
+@OutputOptions.options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def demo_command(
@@ -57,7 +57,7 @@ def demo_command(
     timeout: float,
     connect_timeout: float,
     command: tuple[str, ...],
-    **output: Any,
+    output: OutputOptions,
 ) -> None:
     """Start an in-process SSH fleet on loopback and run a command on it.
 
@@ -87,16 +87,12 @@ def demo_command(
             err=True,
         )
         click.echo(f"demo: $ {text}", err=True)
-        params = dict(
-            output,
+        engine = EngineOptions(
             transport="asyncssh",
             fanout=256,
             timeout=timeout,
             connect_timeout=connect_timeout,
-            retries=0,
-            host_keys="strict",
             known_hosts=str(fleet.known_hosts),
-            workers=None,
         )
-        selection = Selection((str(inventory),), (), (), (), False, "")
-        execute_command(selection, text, params)
+        selection = SelectionOptions(inventory=(str(inventory),), ssh_config="")
+        execute_command(selection, text, engine, output)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import click
 
-from hostbatch.cli.common import handle_errors, load_selection, pop_selection, selection_options
+from hostbatch.cli.common import handle_errors, load_selection
+from hostbatch.cli.options import SelectionOptions
 from hostbatch.models import Host
 
 MASK = "********"
@@ -56,11 +58,11 @@ def format_table(hosts: list[Host]) -> str:
 
 
 @click.command("hosts")
-@selection_options
+@SelectionOptions.options
 @click.argument("patterns", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one list) for scripts.")
 @handle_errors
-def hosts_command(patterns: tuple[str, ...], as_json: bool, **params: Any) -> None:
+def hosts_command(patterns: tuple[str, ...], as_json: bool, selection: SelectionOptions) -> None:
     """List the selected hosts: name, groups, address, port, user, auth kind, transport.
 
     Passwords are always shown masked.
@@ -71,7 +73,7 @@ def hosts_command(patterns: tuple[str, ...], as_json: bool, **params: Any) -> No
       hostbatch hosts -g web_clusters,db_servers
       hostbatch hosts 'web[01-03]' '!web02' --json
     """
-    _, selected = load_selection(pop_selection(params, patterns))
+    _, selected = load_selection(replace(selection, patterns=patterns))
     if as_json:
         click.echo(json.dumps([host_record(h) for h in selected], indent=2))
     else:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from dataclasses import asdict
-from typing import Any
 
 import click
 
-from hostbatch.cli.common import (
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-    handle_errors,
-    load_selection,
-    pop_selection,
-    selection_options,
-)
-from hostbatch.cli.run import build_options, engine_options
+from hostbatch.cli.common import EXIT_OK, EXIT_UNREACHABLE, handle_errors, load_selection
+from hostbatch.cli.execute import run_stoppable
+from hostbatch.cli.options import EngineOptions, SelectionOptions
 from hostbatch.engine.probe import ProbeResult, probe_all
 from hostbatch.inventory.patterns import fold_text
 
@@ -45,11 +37,11 @@ def format_table(results: list[ProbeResult]) -> str:
 
 
 @click.command("ping")
-@selection_options
-@engine_options
+@SelectionOptions.options
+@EngineOptions.options
 @click.option("--json", "as_json", is_flag=True, help="A JSON list for scripts.")
 @handle_errors
-def ping_command(as_json: bool, **params: Any) -> None:
+def ping_command(as_json: bool, selection: SelectionOptions, engine: EngineOptions) -> None:
     """Check every selected host in parallel: TCP connect time to the SSH port, the SSH
     banner, and whether login succeeds with its credentials.
 
@@ -61,16 +53,16 @@ def ping_command(as_json: bool, **params: Any) -> None:
       hostbatch ping -g web_clusters
       hostbatch ping -h 'db[01-12]' --connect-timeout 3 --json
     """
-    params.pop("timeout", None)
-    _, hosts = load_selection(pop_selection(params))
-    options = build_options(params, command_timeout=None)
-    results = asyncio.run(
-        probe_all(
+    _, hosts = load_selection(selection)
+    options = engine.without_command_timeout().run_options()
+    results = run_stoppable(
+        lambda _: probe_all(
             hosts,
             options.connect,
             transport=options.transport,
             fanout=options.limits.fanout_or_default(),
-        )
+        ),
+        after="connections closed",
     )
     if as_json:
         click.echo(json.dumps([asdict(r) for r in results], indent=2))

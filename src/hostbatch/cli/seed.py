@@ -5,40 +5,52 @@ batch_run -h h1,h2,h3 -g web_clusters,db_servers -cmd "df -h"
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from hostbatch.cli.common import CONTEXT_SETTINGS, handle_errors, pop_selection, selection_options
-from hostbatch.cli.run import engine_options, execute_command, output_options
-from hostbatch.cli.transfer import execute_transfer, transfer_flags
-from hostbatch.models import Transfer
+from hostbatch.cli.common import CONTEXT_SETTINGS, handle_errors, run_main
+from hostbatch.cli.execute import execute_command, execute_transfer
+from hostbatch.cli.options import (
+    EngineOptions,
+    LogOptions,
+    OutputOptions,
+    SelectionOptions,
+    TransferOptions,
+)
+from hostbatch.errors import UsageError
 
 
 @click.command("batch_run", context_settings=CONTEXT_SETTINGS)
-@selection_options
-@engine_options
-@output_options
+@SelectionOptions.options
+@EngineOptions.options
+@OutputOptions.options
 @click.option("-cmd", "--cmd", "cmd", required=True, help="The command to run on every host.")
+@LogOptions.options
 @handle_errors
-def batch_run(cmd: str, **params: Any) -> None:
+def batch_run(
+    cmd: str,
+    log: LogOptions,
+    selection: SelectionOptions,
+    engine: EngineOptions,
+    output: OutputOptions,
+) -> None:
     """Run one command on hosts and groups (seed-compatible form of ``hostbatch run``).
 
     \b
     Example:
       batch_run -h h1,h2,h3 -g web_clusters,db_servers -cmd "df -h"
     """
-    execute_command(pop_selection(params), cmd, params)
+    log.configure()
+    execute_command(selection, cmd, engine, output)
 
 
 def batch_run_main() -> None:
-    batch_run(prog_name="batch_run")
+    run_main(batch_run, "batch_run")
 
 
 @click.command("batch_scp", context_settings=CONTEXT_SETTINGS)
-@selection_options
-@engine_options
-@transfer_flags
+@SelectionOptions.options
+@EngineOptions.options
+@TransferOptions.options
 @click.option(
     "-action",
     "--action",
@@ -62,8 +74,17 @@ def batch_run_main() -> None:
     multiple=True,
     help="put: remote path or directory/; get: remote file (repeatable).",
 )
+@LogOptions.options
 @handle_errors
-def batch_scp(action: str, local: tuple[str, ...], remote: tuple[str, ...], **params: Any) -> None:
+def batch_scp(
+    action: str,
+    local: tuple[str, ...],
+    remote: tuple[str, ...],
+    log: LogOptions,
+    selection: SelectionOptions,
+    engine: EngineOptions,
+    copy: TransferOptions,
+) -> None:
     """Copy files to or from hosts and groups (seed-compatible form of put/get).
 
     \b
@@ -71,17 +92,17 @@ def batch_scp(action: str, local: tuple[str, ...], remote: tuple[str, ...], **pa
       batch_scp -h h1,h2,h3 -g web_clusters,db_servers -action put -local test.py -remote /tmp/
       batch_scp -g web_clusters -action get -remote /var/log/syslog -local ./logs
     """
-    flags = (params.pop("recursive"), params.pop("preserve"), params.pop("verify"))
+    log.configure()
     if action == "put":
         if len(remote) != 1:
-            raise click.UsageError("put takes one -remote destination")
-        transfer = Transfer("put", local, remote[0], *flags)
+            raise UsageError("put takes one -remote destination")
+        transfer = copy.transfer("put", local, remote[0])
     else:
         if len(local) != 1:
-            raise click.UsageError("get takes one -local directory")
-        transfer = Transfer("get", remote, local[0], *flags)
-    execute_transfer(pop_selection(params), transfer, params)
+            raise UsageError("get takes one -local directory")
+        transfer = copy.transfer("get", remote, local[0])
+    execute_transfer(selection, transfer, engine)
 
 
 def batch_scp_main() -> None:
-    batch_scp(prog_name="batch_scp")
+    run_main(batch_scp, "batch_scp")

@@ -15,22 +15,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import click
 
 from hostbatch.api import Session
-from hostbatch.cli.common import (
-    Selection,
-    handle_errors,
-    load_selection,
-    pop_selection,
-    selection_options,
-)
+from hostbatch.cli.common import handle_errors, load_selection
 from hostbatch.cli.hosts import format_table
-from hostbatch.cli.run import build_options, engine_options
-from hostbatch.errors import HostbatchError
+from hostbatch.cli.options import EngineOptions, SelectionOptions
+from hostbatch.errors import HostbatchError, UsageError
 from hostbatch.inventory import Inventory
 from hostbatch.inventory.patterns import fold_text
 from hostbatch.models import Event, HostResult, Transfer
@@ -129,7 +124,7 @@ class Shell:
         flags = {w for w in words if w in ("-r", "-p", "--verify")}
         paths = [w for w in words if w not in flags]
         if len(paths) < 2:
-            raise click.UsageError(f":{direction} needs sources and a destination")
+            raise UsageError(f":{direction} needs sources and a destination")
         transfer = Transfer(
             direction,
             tuple(paths[:-1]),
@@ -231,7 +226,7 @@ def repl(shell: Shell) -> None:
                 return
         except KeyboardInterrupt:
             click.echo("\ncancelled on every host; back at the prompt", err=True)
-        except (HostbatchError, click.UsageError) as exc:
+        except HostbatchError as exc:
             click.echo(f"error: {exc}", err=True)
         finally:
             _save_history()
@@ -249,10 +244,10 @@ def _connect_report(shell: Shell) -> None:
 
 
 @click.command("shell")
-@selection_options
-@engine_options
+@SelectionOptions.options
+@EngineOptions.options
 @handle_errors
-def shell_command(**params: Any) -> None:
+def shell_command(selection: SelectionOptions, engine: EngineOptions) -> None:
     """An interactive prompt for the selected hosts, with connections kept open.
 
     Each line runs on every selected host with live, prefixed output; ':select' changes
@@ -266,10 +261,8 @@ def shell_command(**params: Any) -> None:
       hostbatch shell -g web_clusters
       hostbatch shell -h 'db[01-04]' --timeout 60
     """
-    params.pop("workers", None)
-    selection: Selection = pop_selection(params)
     inventory, hosts = load_selection(selection)
-    options = build_options({**params, "workers": 1}, command_timeout=params["timeout"])
+    options = replace(engine, workers=1).run_options()  # connections stay in this process
     loop = LoopThread()
     shell = Shell(inventory, Session(hosts, options), loop)
     _load_history()

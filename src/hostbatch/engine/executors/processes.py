@@ -4,6 +4,13 @@ Each worker runs the inline executor on its shard with its share of the fanout a
 events in small batches (every ``FLUSH_SECONDS`` or ``FLUSH_EVENTS``). The parent emits
 them as they arrive. A worker that dies marks its unfinished hosts failed; the run
 never hangs on it.
+
+Stopping: when the parent's run is cancelled (Ctrl-C, SIGTERM, SIGHUP in the CLI) it sends
+SIGTERM to its workers and waits for them at most ``WORKER_EXIT_WAIT`` seconds (then
+SIGKILL). A worker treats SIGTERM, and its parent going away, as a cancellation of its own
+run: every host's task is cancelled, so the transport signals the remote command and
+closes the connection, before the worker exits. Ctrl-C and hang-ups reach the whole
+process group; workers ignore those and let the parent decide.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ from hostbatch.models import Event, Finished, HostResult, Started, Status
 
 FLUSH_SECONDS = 0.02
 FLUSH_EVENTS = 256
+# Seconds the parent waits for stopped workers to signal their remote commands and close
+# their connections (the transports bound each close by a few seconds), before SIGKILL.
+WORKER_EXIT_WAIT = 8.0
+EXIT_CANCELLED = 128 + signal.SIGTERM
 
 
 class _Batcher:
@@ -47,20 +58,29 @@ class _Batcher:
             self.batch = []
         self.last = time.monotonic()
 
-    async def tick(self) -> None:
-        """Flush quiet periods too, so slow output is not held back."""
+    async def tick(self, parent: int, run: asyncio.Task[None]) -> None:
+        """Flush quiet periods too, so slow output is not held back; cancel *run* when
+        the parent process is gone (nobody would read the results)."""
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
+            if os.getppid() != parent:
+                run.cancel()
+                return
             self.flush()
 
 
 def _worker_main(plan: Plan, conn: Connection) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # and about a hang-up
     batcher = _Batcher(conn)
+    parent = os.getppid()
 
     async def main() -> None:
-        ticker = asyncio.create_task(batcher.tick())
+        run = asyncio.current_task()
+        assert run is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, run.cancel)
+        ticker = asyncio.create_task(batcher.tick(parent, run))
         try:
             await run_hosts(plan, batcher)
         finally:
@@ -68,7 +88,14 @@ def _worker_main(plan: Plan, conn: Connection) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except asyncio.CancelledError:
+        # Stopped: each host's task was cancelled, so its remote command was signalled and
+        # its connection closed. Unfinished hosts are the parent's to report.
+        with contextlib.suppress(OSError):
+            conn.close()
+        os._exit(EXIT_CANCELLED)
     batcher.flush()
     conn.close()
     # Every host has finished and been reported; skip the interpreter's teardown (idle
@@ -104,7 +131,6 @@ class _Shard:
             emit(event)
 
     def fail_unfinished(self, emit: Emit) -> None:
-        self.process.join(timeout=5)
         code = self.process.exitcode
         for name in sorted(self.unfinished):
             now = time.time()
@@ -120,6 +146,25 @@ class _Shard:
                 )
             )
         self.unfinished.clear()
+
+
+async def _wait_for_workers(shards: list[_Shard]) -> None:
+    """Stop workers that still have hosts (SIGTERM: they cancel their runs) and wait for
+    every worker to exit, at most WORKER_EXIT_WAIT seconds; events keep flowing meanwhile,
+    so no worker blocks on a full pipe. Then SIGKILL whatever is left."""
+    loop = asyncio.get_running_loop()
+    for shard in shards:
+        if shard.process.is_alive() and shard.unfinished:
+            shard.process.terminate()
+    deadline = loop.time() + WORKER_EXIT_WAIT
+    try:
+        while any(s.process.is_alive() for s in shards) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        for shard in shards:
+            if shard.process.is_alive():
+                shard.process.kill()
+            shard.process.join(timeout=1)
 
 
 async def run_sharded(plan: Plan, emit: Emit, workers: int) -> None:
@@ -138,13 +183,19 @@ async def run_sharded(plan: Plan, emit: Emit, workers: int) -> None:
         shard = _Shard(shard_plan, process, receiver)
         loop.add_reader(receiver.fileno(), shard.receive, emit)
         shards.append(shard)
+    cancelled = False
     try:
         await asyncio.gather(*(s.done for s in shards))
+    except asyncio.CancelledError:
+        cancelled = True
+        raise
     finally:
-        for shard in shards:
-            with contextlib.suppress(Exception):
-                loop.remove_reader(shard.conn.fileno())
-            if shard.process.is_alive() and shard.unfinished:
-                shard.process.terminate()
-            shard.fail_unfinished(emit)
-            shard.conn.close()
+        try:
+            await _wait_for_workers(shards)
+        finally:
+            for shard in shards:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(shard.conn.fileno())
+                if not cancelled:  # a cancelled run reports nothing more
+                    shard.fail_unfinished(emit)
+                shard.conn.close()
