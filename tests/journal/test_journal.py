@@ -22,7 +22,7 @@ from hostbatch.journal import (
     resolve_run_ref,
     show,
 )
-from hostbatch.journal.store import MASK
+from hostbatch.logs import MASK
 from hostbatch.models import Credentials, Event, Finished, Host, Secret
 from hostbatch.testing.sshd import OpenSSHServer
 from hostbatch.transport.base import ConnectOptions
