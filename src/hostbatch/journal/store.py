@@ -29,7 +29,7 @@ from typing import Self
 from hostbatch.errors import HostbatchError
 from hostbatch.journal.paths import default_journal_path
 from hostbatch.logs import MASK, redact
-from hostbatch.models import Secret
+from hostbatch.models import Secret, Status
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -361,11 +361,13 @@ class Journal:
             self._close_run(run_id, outcome, exit_code, time.time() if ended is None else ended)
 
     def _close_run(self, run_id: int, outcome: str, exit_code: int | None, ended: float) -> None:
-        counts = dict(
+        found = dict(
             self.connection.execute(
                 "SELECT status, count(*) FROM hosts WHERE run_id = ? GROUP BY status", (run_id,)
             ).fetchall()
         )
+        order = [status.name.lower() for status in Status]  # the summary's order
+        counts = {name: found.pop(name) for name in order if name in found} | found
         self.connection.execute(
             "UPDATE runs SET outcome = ?, exit_code = ?, ended = ?, counts = ? WHERE id = ?",
             (outcome, exit_code, ended, json.dumps(counts), run_id),
