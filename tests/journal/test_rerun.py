@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hostbatch.errors import SelectionError, UsageError
+from hostbatch.inventory.patterns import Term, parse_terms
 from hostbatch.journal import Journal, hosts_of_run, hosts_of_run_term, show
 from hostbatch.models import Host
 from tests.journal.conftest import MIXED_COMMAND, JournalledFleet
@@ -72,3 +73,13 @@ def test_an_interrupted_runs_unfinished_hosts_count_as_failed(journal: Journal) 
     assert hosts_of_run(journal, str(run_id), ["unfinished"]) == ["a", "b", "c"]
     assert hosts_of_run(journal, str(run_id), ["failed"]) == ["a", "b", "c"]
     assert hosts_of_run(journal, str(run_id), ["ok"]) == []
+
+
+def test_the_run_term_parses_beside_groups_and_exclusions() -> None:
+    terms = list(parse_terms("@run:last~2:unreachable+timed_out,!@run:41,@web,node1"))
+    assert terms == [
+        Term(False, "run", "last~2:unreachable+timed_out"),
+        Term(True, "run", "41"),
+        Term(False, "group", "web"),
+        Term(False, "host", "node1"),
+    ]
