@@ -3,9 +3,9 @@ tests start (and kill).
 
 ``python runner.py JOURNAL SIDE_FILE HOSTS COMMAND [--prefix P] [--go FILE]``: starts a
 fleet of HOSTS hosts, writes ``ready`` into SIDE_FILE.ready, waits for FILE (when given),
-then runs COMMAND on every host through a JournalSink; after the sink has recorded a
-host, its name is appended to SIDE_FILE (unbuffered), so the side file never names a host
-the journal does not hold.
+then runs COMMAND on every host through a JournalSink. Each host's name is appended
+(unbuffered) to SIDE_FILE.finished when its Finished event arrives, and to SIDE_FILE once
+the sink has committed it.
 """
 
 from __future__ import annotations
@@ -45,9 +45,15 @@ def _wait_for(path: Path, seconds: float) -> None:
         time.sleep(0.01)
 
 
+def _append(descriptor: int, hosts: list[str]) -> None:
+    os.write(descriptor, "".join(f"{host}\n" for host in hosts).encode())
+
+
 def main() -> None:
     args = _arguments()
-    side = os.open(args.side_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    committed = os.open(args.side_file, flags, 0o600)
+    finished = os.open(args.side_file + ".finished", flags, 0o600)
     with (
         tempfile.TemporaryDirectory() as scratch,
         FleetThread(args.hosts, prefix=args.prefix) as fleet,
@@ -61,12 +67,19 @@ def main() -> None:
         if args.go:
             _wait_for(Path(args.go), 120)
         with Journal.open(args.journal) as journal:
-            sink = JournalSink.begin(journal, "run", args.command, "all", list(inventory.hosts))
+            sink = JournalSink.begin(
+                journal,
+                "run",
+                args.command,
+                "all",
+                list(inventory.hosts),
+                on_commit=lambda hosts: _append(committed, hosts),
+            )
 
             def on_event(event: Event) -> None:
-                sink(event)
                 if isinstance(event, Finished):
-                    os.write(side, f"{event.host}\n".encode())
+                    os.write(finished, f"{event.host}\n".encode())
+                sink(event)
 
             run(
                 args.command,
@@ -76,7 +89,8 @@ def main() -> None:
                 on_event=on_event,
             )
             sink.end(exit_code=0)
-    os.close(side)
+    os.close(committed)
+    os.close(finished)
 
 
 if __name__ == "__main__":

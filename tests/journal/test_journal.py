@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from hostbatch.journal import (
     resolve_run_ref,
     show,
 )
+from hostbatch.journal.sink import FLUSH_SECONDS
 from hostbatch.logs import MASK
 from hostbatch.models import Credentials, Event, Finished, Host, Secret
 from hostbatch.testing.sshd import OpenSSHServer
@@ -73,23 +75,43 @@ def test_the_full_stream_is_hashed_though_only_a_tail_is_kept(
     assert record.truncated and record.stdout_tail == full[-OUTPUT_LIMIT:]
 
 
-def test_each_host_is_committed_as_it_finishes(
+def test_each_host_is_committed_soon_after_it_finishes(
     journalled: JournalledFleet, journal: Journal
 ) -> None:
-    seen_by_another_reader: list[str] = []
+    finished: dict[str, float] = {}
+    committed: dict[str, float] = {}
     reader = sqlite3.connect(f"file:{journal.path}?mode=ro", uri=True)
 
-    def check(event: Event) -> None:
+    def on_commit(hosts: list[str]) -> None:
+        marks = ",".join("?" * len(hosts))
+        rows = reader.execute(f"SELECT host FROM hosts WHERE host IN ({marks})", hosts)
+        committed.update(dict.fromkeys((name for (name,) in rows), time.monotonic()))
+
+    def on_finished(event: Event) -> None:
         if isinstance(event, Finished):
-            row = reader.execute("SELECT host FROM hosts WHERE host = ?", (event.host,))
-            seen_by_another_reader.extend(name for (name,) in row)
+            finished[event.host] = time.monotonic()
+
+    names = [f"node0{i}" for i in (1, 5, 6, 7)]
+    command = 'sleep "0.$(( ${HOSTBATCH_FLEET_HOST#node0} % 4 * 3 ))"'
+    sink = JournalSink.begin(journal, "run", command, "x", names, on_commit=on_commit)
+    hosts = journalled.inventory.select(hosts=names)
+
+    def on_event(event: Event) -> None:
+        on_finished(event)
+        sink(event)
 
     try:
-        journalled.run(journal, "echo hi", "node0[1,5-7]", also=check)
+        run(command, hosts=hosts, options=journalled.options, on_event=on_event)
+        ran_until = time.monotonic()
+        sink.end(exit_code=0)
     finally:
         reader.close()
-    # each host was readable from another connection the moment its event was handled
-    assert sorted(seen_by_another_reader) == ["node01", "node05", "node06", "node07"]
+    # another connection saw each row within the flush window of its host's end (generous
+    # for a loaded machine), during the run; only the last batch waits for end()
+    assert sorted(committed) == names
+    during = [name for name in names if committed[name] <= ran_until]
+    assert sorted(during) == names[:3]  # node07 ends last, 0.3 s after the others
+    assert all(committed[name] - finished[name] < FLUSH_SECONDS + 0.5 for name in during)
 
 
 def test_no_secret_reaches_the_database_file(journalled: JournalledFleet, journal: Journal) -> None:

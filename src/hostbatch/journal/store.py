@@ -2,10 +2,11 @@
 
 One file (see :func:`~hostbatch.journal.paths.default_journal_path`), opened in WAL mode
 so that several hostbatch processes can write at once (each write waits for the other's
-lock, never fails). A run is a row in ``runs``; each host is a row in ``hosts``, written
-and committed the moment that host finishes, so a run killed with SIGKILL keeps every
-host that had finished. Such a run is left ``running``; the next :meth:`Journal.open`
-sees that its process is gone and marks it ``interrupted``.
+lock, never fails). A run is a row in ``runs``; each host is a row in ``hosts``, committed
+as that host finishes (the sink batches commits over at most 50 ms), so a run killed
+with SIGKILL keeps every host that had finished before its last instant. Such a run is
+left ``running``; the next :meth:`Journal.open` sees that its process is gone and marks
+it ``interrupted``.
 
 Nothing secret is stored: argv, the command and option values pass through
 :func:`hostbatch.logs.redact`; values of options named like passwords, passphrases,
@@ -313,8 +314,8 @@ class Journal:
         return run_id
 
     def record_host(self, run_id: int, record: HostRecord) -> None:
-        """Write one finished host and commit at once (WAL: a few microseconds, and the
-        row survives the process being killed right after)."""
+        """Write one finished host and commit (in WAL mode the row survives the process
+        being killed right after; no fsync, so not a power cut)."""
         self.record_hosts(run_id, (record,))
 
     def record_hosts(self, run_id: int, records: Iterable[HostRecord]) -> None:
