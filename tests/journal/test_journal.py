@@ -3,6 +3,7 @@ leaves in it, host by host; secrets kept out; retention; run references."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 import time
@@ -25,7 +26,7 @@ from hostbatch.journal import (
 )
 from hostbatch.journal.sink import FLUSH_SECONDS
 from hostbatch.logs import MASK
-from hostbatch.models import Credentials, Event, Finished, Host, Secret
+from hostbatch.models import Credentials, Event, Finished, Host, HostResult, Secret, Started, Status
 from hostbatch.testing.sshd import OpenSSHServer
 from hostbatch.transport.base import ConnectOptions
 from tests.journal.conftest import BLOB_BYTES, MIXED_COMMAND, OUTPUT_LIMIT, JournalledFleet
@@ -206,3 +207,15 @@ def test_a_run_on_a_real_sshd_is_recorded(sshd: OpenSSHServer, journal: Journal)
     assert (record.status, record.exit_status) == ("failed", 3)
     assert (record.stdout_tail, record.stderr_tail) == (b"hi\n", b"warn\n")
     assert history(journal, 1)[0].counts == {"failed": 1}
+
+
+async def test_a_failed_timed_commit_reaches_the_caller(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "journal.sqlite")
+    sink = JournalSink.begin(journal, "run", "true", "h1,h2", ["h1", "h2"])
+    sink(Finished(HostResult("h1", Status.OK)))  # its commit waits for the timer
+    journal.connection.close()  # so the timed commit fails
+    deadline = time.monotonic() + 10
+    with pytest.raises(JournalError, match="cannot write to the journal"):
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            sink(Started("h2"))  # the failure surfaces here, not in the loop's handler

@@ -69,6 +69,7 @@ class JournalSink:
         self._digests: dict[tuple[str, Stream], _StreamDigest] = {}
         self._pending: list[HostRecord] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._failure: Exception | None = None  # a timed commit's error, raised on next use
 
     @classmethod
     def begin(
@@ -89,6 +90,7 @@ class JournalSink:
         return cls(journal, run_id, tail_limit=tail_limit, on_commit=on_commit)
 
     def __call__(self, event: Event) -> None:
+        self._raise_failure()
         if isinstance(event, OutputChunk):
             key = (event.host, event.stream)
             digest = self._digests.get(key)
@@ -109,7 +111,20 @@ class JournalSink:
         except RuntimeError:  # called outside an event loop: nothing would fire a timer
             self.flush()
             return
-        self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
+        self._timer = loop.call_later(FLUSH_SECONDS, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        """The timer's commit: an error must reach the caller (the next event or end()),
+        not the event loop's exception handler."""
+        try:
+            self.flush()
+        except Exception as exc:
+            self._failure = exc
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     def flush(self) -> None:
         """Commit the finished hosts not yet in the journal."""
@@ -159,6 +174,7 @@ class JournalSink:
     def end(self, *, exit_code: int | None, outcome: str = FINISHED) -> None:
         """Commit what is pending and close the run (``finished``; ``interrupted`` on
         Ctrl-C; ``crashed`` on a bug)."""
+        self._raise_failure()
         self.flush()
         self.journal.end_run(self.run_id, exit_code=exit_code, outcome=outcome)
 

@@ -342,10 +342,13 @@ class Journal:
             )
             for r in records
         ]
-        with self._transaction():
-            self.connection.executemany(
-                "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
-            )
+        try:
+            with self._transaction():
+                self.connection.executemany(
+                    "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                )
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot write to the journal {self.path}: {exc}") from None
 
     def end_run(
         self,
