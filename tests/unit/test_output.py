@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
+import pytest
+
+from hostbatch.errors import UsageError
 from hostbatch.models import Finished, HostResult, OutputChunk, Progress, Started, Status
-from hostbatch.output.gather import gathered, summary_lines
-from hostbatch.output.jsonl import result_line
+from hostbatch.output.files import OutputFiles
+from hostbatch.output.gather import compile_masks, gathered, summary_lines
+from hostbatch.output.jsonl import EVENTS_VERSION, event_record, result_line, summary_line
 from hostbatch.output.live import LiveRenderer
 from hostbatch.output.progress import TransferProgress, human_bytes
 
@@ -78,3 +83,50 @@ def test_transfer_progress_line_and_completions() -> None:
     quiet(Progress("h1", 1, 2))
     assert err2.getvalue() == ""  # no status line when not on a terminal
     assert human_bytes(1536) == "1.5 KiB" and human_bytes(10) == "10 B"
+
+
+def test_event_records_carry_a_version_and_keep_bytes() -> None:
+    started = event_record(Started("h1", at=12.5))
+    assert started == {"version": EVENTS_VERSION, "event": "started", "host": "h1", "at": 12.5}
+    text = event_record(OutputChunk("h1", "stderr", b"warn\n"))
+    assert (text["event"], text["data"]) == ("stderr", "warn\n")
+    binary = event_record(OutputChunk("h1", "stdout", b"\xff\x00"))
+    assert binary["data"] is None and binary["data_base64"] == "/wA="
+    progress = event_record(Progress("h1", 5, 10))
+    assert (progress["event"], progress["done"], progress["total"]) == ("progress", 5, 10)
+    finished = event_record(Finished(HostResult("h1", Status.TIMEOUT, error="timed out")))
+    assert (finished["event"], finished["status"], finished["error"]) == (
+        "finished",
+        "timeout",
+        "timed out",
+    )
+
+
+def test_summary_record_counts_every_status_and_folds_hosts() -> None:
+    results = {f"web{i}": HostResult(f"web{i}", Status.OK) for i in range(1, 4)}
+    results["db1"] = HostResult("db1", Status.UNREACHABLE)
+    summary = json.loads(summary_line(results, 2.0, 3, None))
+    assert summary["counts"]["ok"] == 3 and summary["counts"]["error"] == 0
+    assert summary["host_ranges"] == {"ok": "web[1-3]", "unreachable": "db1"}
+    assert (summary["hosts"], summary["exit_code"], summary["run_id"]) == (4, 3, None)
+
+
+def test_bad_mask_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match=r"bad --mask '\(unclosed'"):
+        compile_masks(["(unclosed"])
+
+
+def test_output_files_keep_hostile_names_inside_and_drop_unfinished(tmp_path: Path) -> None:
+    root = tmp_path
+    files = OutputFiles(root / "out", root / "err")
+    for name in ("..", "../up", "/abs", "ok"):
+        files(OutputChunk(name, "stdout", b"data-" + name.encode()))
+    files(OutputChunk("late", "stderr", b"partial"))
+    assert not any((root / "out").glob("[!.]*"))  # nothing final before Finished
+    for name in ("..", "../up", "/abs", "ok"):
+        files(Finished(HostResult(name, Status.OK)))
+        assert files.path_for(name).read_bytes() == b"data-" + name.encode()
+        assert files.path_for(name).parent == root / "out"
+        assert files.path_for(name, "stderr").read_bytes() == b""
+    files.close()  # "late" never finished: its temporary file goes
+    assert not list((root / "err").glob(".*part")) and not (root / "up").exists()

@@ -7,6 +7,7 @@ import click
 from hostbatch import __version__
 from hostbatch.cli.common import CONTEXT_SETTINGS, run_main
 from hostbatch.cli.demo import demo_command
+from hostbatch.cli.history import history_command, show_command
 from hostbatch.cli.hosts import hosts_command
 from hostbatch.cli.options import LogOptions
 from hostbatch.cli.ping import ping_command
@@ -47,6 +48,8 @@ cli.add_command(get_command)
 cli.add_command(ping_command)
 cli.add_command(shell_command)
 cli.add_command(demo_command)
+cli.add_command(history_command)
+cli.add_command(show_command)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -115,11 +115,13 @@ class Inventory:
         hosts: str | Sequence[str] | None = None,
         groups: str | Sequence[str] | None = None,
         patterns: str | Sequence[str] | None = None,
+        runs: Callable[[str], list[str]] | None = None,
     ) -> list[Host]:
         """Hosts named by ``-h`` (hosts), ``-g`` (groups) and free patterns, each once.
 
         Terms apply left to right: hosts, then groups, then patterns; ``!term`` removes.
-        Nothing given at all selects every host.
+        Nothing given at all selects every host. *runs* resolves ``@run:RUN:STATUS``
+        terms (given ``"RUN:STATUS"``, it returns host names, e.g. from the journal).
         """
         terms = [
             *(t for text in _texts(hosts) for t in parse_terms(text, default_kind="host")),
@@ -132,7 +134,10 @@ class Inventory:
         if terms[0].exclude:  # "!web07" alone means everything but web07
             chosen = dict.fromkeys(self.hosts)
         for term in terms:
-            names = self._term_names(term.kind, term.value)
+            if term.kind == "run":
+                names = self._run_names(term.value, runs)
+            else:
+                names = self._term_names(term.kind, term.value)
             if term.exclude:
                 for name in names:
                     chosen.pop(name, None)
@@ -141,6 +146,17 @@ class Inventory:
         if not chosen:
             raise SelectionError("the selection matches no host")
         return [self.hosts[name] for name in chosen]
+
+    def _run_names(self, value: str, runs: Callable[[str], list[str]] | None) -> list[str]:
+        if runs is None:
+            raise SelectionError(f"'@run:{value}' needs the run journal, which is not in use")
+        names = runs(value)
+        missing = [n for n in names if n not in self.hosts]
+        if missing:
+            raise SelectionError(
+                f"host '{missing[0]}' of '@run:{value}' is no longer in the inventory"
+            )
+        return names
 
     def _term_names(self, kind: str, value: str) -> list[str]:
         if kind == "all":

@@ -2,13 +2,15 @@
 
 Grammar of one selection term (terms are separated by commas outside brackets)::
 
-    term     := ["!"] ( "all" | "@" group | name-pattern )
+    term     := ["!"] ( "all" | "@run:" run [":" statuses] | "@" group | name-pattern )
     pattern  := text ( "[" ranges "]" text )*        e.g. web[01-03,07]-eu
     ranges   := range ( "," range )*
     range    := number | number "-" number          zero padding is kept: [01-10]
 
 ``!`` removes what follows from the result; terms apply left to right, so
-``@web,!web07`` is every web host except web07.
+``@web,!web07`` is every web host except web07. ``@run:41:failed`` is the hosts of
+journal run 41 that did not end ok (statuses joined by ``+``: ``@run:last:unreachable+
+timed_out``); the caller resolves it (``Inventory.select(runs=...)``).
 """
 
 from __future__ import annotations
@@ -143,8 +145,8 @@ class Term:
     """One parsed selection term."""
 
     exclude: bool
-    kind: str  # "all" | "group" | "host"
-    value: str  # group name or host pattern
+    kind: str  # "all" | "group" | "host" | "run"
+    value: str  # group name, host pattern, or "RUN[:STATUS]" for "run"
 
 
 def parse_terms(text: str, *, default_kind: str = "host") -> Iterator[Term]:
@@ -156,6 +158,8 @@ def parse_terms(text: str, *, default_kind: str = "host") -> Iterator[Term]:
             raise SelectionError(f"empty term in '{text}'")
         if body == "all":
             yield Term(exclude, "all", "")
+        elif body.startswith("@run:"):
+            yield Term(exclude, "run", body[len("@run:") :])
         elif body.startswith("@"):
             yield Term(exclude, "group", body[1:])
         else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+from hostbatch.errors import UsageError
 from hostbatch.inventory.patterns import fold_text, natural_sorted
 from hostbatch.models import HostResult, Status
 
@@ -32,13 +35,83 @@ def summary_lines(results: Mapping[str, HostResult], elapsed: float) -> list[str
     return lines
 
 
-def gathered(results: Mapping[str, HostResult]) -> list[tuple[str, bytes]]:
-    """Hosts with identical stdout+stderr folded together: ``[("web[01-05]", output), ...]``."""
-    by_output: dict[bytes, list[str]] = {}
+@dataclass(frozen=True)
+class OutputMask:
+    """``--mask REGEX``: matches are replaced by ``placeholder`` before outputs are
+    compared, so outputs differing only there (timestamps, PIDs) fold together."""
+
+    pattern: str
+    regex: re.Pattern[bytes]
+    placeholder: bytes
+
+
+def compile_masks(patterns: Sequence[str]) -> tuple[OutputMask, ...]:
+    """Masks for *patterns*, numbered from 1 (placeholder ``<mask1>``...); a bad regular
+    expression is a UsageError (exit 2) naming it."""
+    masks = []
+    for number, pattern in enumerate(patterns, 1):
+        try:
+            regex = re.compile(pattern.encode("utf-8"))
+        except re.error as exc:
+            raise UsageError(f"bad --mask '{pattern}': {exc}") from None
+        masks.append(OutputMask(pattern, regex, f"<mask{number}>".encode()))
+    return tuple(masks)
+
+
+def apply_masks(output: bytes, masks: Sequence[OutputMask]) -> tuple[bytes, tuple[str, ...]]:
+    """*output* with every mask applied in order, and the patterns that matched."""
+    applied = []
+    for mask in masks:
+        output, count = mask.regex.subn(mask.placeholder, output)
+        if count:
+            applied.append(mask.pattern)
+    return output, tuple(applied)
+
+
+@dataclass(frozen=True)
+class GatheredOutput:
+    """One distinct (masked) output and the hosts, folded, that printed it."""
+
+    hosts: str
+    output: bytes
+    masks: tuple[str, ...]  # the patterns that changed this output for some host
+
+
+def gather_outputs(
+    results: Mapping[str, HostResult], masks: Sequence[OutputMask] = ()
+) -> list[GatheredOutput]:
+    """Hosts with identical stdout+stderr, after *masks*, folded together."""
+    by_output: dict[bytes, tuple[list[str], set[str]]] = {}
     for name, result in results.items():
         if result.status in (Status.OK, Status.FAILED, Status.TIMEOUT):
-            by_output.setdefault(result.stdout + result.stderr, []).append(name)
-    return sorted(
-        ((fold_text(names), output) for output, names in by_output.items()),
-        key=lambda pair: pair[0],
-    )
+            output, applied = apply_masks(result.stdout + result.stderr, masks)
+            names, patterns = by_output.setdefault(output, ([], set()))
+            names.append(name)
+            patterns.update(applied)
+    groups = [
+        GatheredOutput(
+            fold_text(names), output, tuple(m.pattern for m in masks if m.pattern in patterns)
+        )
+        for output, (names, patterns) in by_output.items()
+    ]
+    return sorted(groups, key=lambda group: group.hosts)
+
+
+def gathered(
+    results: Mapping[str, HostResult], masks: Sequence[OutputMask] = ()
+) -> list[tuple[str, bytes]]:
+    """Hosts with identical stdout+stderr folded together: ``[("web[01-05]", output), ...]``
+    (masked outputs, when *masks* are given)."""
+    return [(group.hosts, group.output) for group in gather_outputs(results, masks)]
+
+
+def digest_lines(results: Mapping[str, HostResult], masks: Sequence[OutputMask] = ()) -> list[str]:
+    """The gathered digest (``-b``, ``-B``) as lines: a header per distinct output naming
+    its hosts and the masks that applied to it, then the output."""
+    lines = [f"masks: {m.placeholder.decode()} = {m.pattern}" for m in masks]
+    for group in gather_outputs(results, masks):
+        applied = [m.placeholder.decode() for m in masks if m.pattern in group.masks]
+        suffix = f"  (masked: {', '.join(applied)})" if applied else ""
+        lines.append(f"---------------- {group.hosts}{suffix}")
+        lines.append(group.output.decode("utf-8", errors="replace").rstrip("\n"))
+    return lines
