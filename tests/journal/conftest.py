@@ -67,7 +67,7 @@ def journalled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JournalledF
         path = fleet.write_inventory(tmp_path_factory.mktemp("inv") / "inventory")
         inventory = load_inventory([path], ssh_config=None)
         connect = ConnectOptions(connect_timeout=5, known_hosts=str(fleet.known_hosts))
-        options = RunOptions(Limits(connect_timeout=5, output_limit=OUTPUT_LIMIT), connect)
+        options = RunOptions(Limits(output_limit=OUTPUT_LIMIT), connect)
         yield JournalledFleet(fleet, inventory, options)
 
 

@@ -62,7 +62,7 @@ def main() -> None:
             [fleet.write_inventory(Path(scratch) / "inventory", auth="key")], ssh_config=None
         )
         connect = ConnectOptions(connect_timeout=30, known_hosts=str(fleet.known_hosts))
-        options = RunOptions(Limits(connect_timeout=30), connect)
+        options = RunOptions(Limits(), connect)
         Path(args.side_file + ".ready").write_text("ready")
         if args.go:
             _wait_for(Path(args.go), 120)
