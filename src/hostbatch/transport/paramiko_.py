@@ -44,6 +44,7 @@ from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink, R
 
 READ_SIZE = 65536
 POLL_INTERVAL = 0.25  # how often a reading thread checks whether it should give up
+PARAMIKO_TIMER_SLACK = 2.0  # seconds past connect_timeout for paramiko's timers
 MAX_THREADS = 512
 _T = TypeVar("_T")
 
@@ -323,7 +324,10 @@ class ParamikoTransport:
     def _auth_kwargs(self) -> dict[str, Any]:
         """Credentials and timeouts, mirroring the asyncssh transport's choices."""
         creds = self.host.credentials
-        timeout = self.options.connect_timeout
+        # paramiko's own timers run a little past our deadline, so the deadline in
+        # connect() always fires first and the host is reported as a connect timeout (a
+        # banner timer firing first surfaced as "No existing session" under load).
+        timeout = self.options.connect_timeout + PARAMIKO_TIMER_SLACK
         kwargs: dict[str, Any] = {
             "timeout": timeout,
             "banner_timeout": timeout,
