@@ -12,7 +12,7 @@ from pathlib import Path
 from hostbatch.errors import InventoryError, SelectionError
 from hostbatch.inventory import ini, sshconfig
 from hostbatch.inventory import yaml as yaml_loader
-from hostbatch.inventory.patterns import expand, parse_terms
+from hostbatch.inventory.patterns import MAX_EXPANSION, Term, clip, count_names, expand, parse_terms
 from hostbatch.inventory.records import LoadResult
 from hostbatch.inventory.resolve import resolve
 from hostbatch.models import Host, Secret
@@ -119,7 +119,8 @@ class Inventory:
         """Hosts named by ``-h`` (hosts), ``-g`` (groups) and free patterns, each once.
 
         Terms apply left to right: hosts, then groups, then patterns; ``!term`` removes.
-        Nothing given at all selects every host.
+        Nothing given at all (None or empty sequences) selects every host; a given but
+        empty value (``''``, ``','``) or an empty term is a SelectionError, never "all".
         """
         terms = [
             *(t for text in _texts(hosts) for t in parse_terms(text, default_kind="host")),
@@ -128,6 +129,7 @@ class Inventory:
         ]
         if not terms:
             return list(self.hosts.values())
+        _check_expansion(terms)
         chosen: dict[str, None] = {}
         if terms[0].exclude:  # "!web07" alone means everything but web07
             chosen = dict.fromkeys(self.hosts)
@@ -153,12 +155,21 @@ class Inventory:
         if any(c in value for c in "*?"):
             matched = [n for n in self.hosts if fnmatch.fnmatchcase(n, value)]
             if not matched:
-                raise SelectionError(f"no host matches '{value}'")
+                raise SelectionError(f"no host matches '{clip(value)}'")
             return matched
         missing = [n for n in names if n not in self.hosts]
         if missing:
             raise SelectionError(_unknown("host", missing[0], self.hosts, extra=len(missing) - 1))
         return names
+
+
+def _check_expansion(terms: list[Term]) -> None:
+    """Refuse a selection whose ranges expand to too many names, before building any."""
+    total = sum(count_names(t.value) for t in terms if t.kind == "host")
+    if total > MAX_EXPANSION:
+        raise SelectionError(
+            f"the selection expands to {total} host names; the limit is {MAX_EXPANSION}"
+        )
 
 
 def _texts(value: str | Sequence[str] | None) -> list[str]:
@@ -168,7 +179,7 @@ def _texts(value: str | Sequence[str] | None) -> list[str]:
 
 
 def _unknown(kind: str, name: str, known: Iterable[str], *, extra: int = 0) -> str:
-    message = f"unknown {kind} '{name}'"
+    message = f"unknown {kind} '{clip(name)}'"
     if extra:
         message += f" (and {extra} more)"
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
