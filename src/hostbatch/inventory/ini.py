@@ -29,13 +29,17 @@ import re
 from pathlib import Path
 
 from hostbatch.errors import InventoryError
+from hostbatch.inventory.patterns import clip
 from hostbatch.inventory.records import (
+    QUOTE_LIMIT,
     SECRET_KEYS,
     HostDefinition,
     Layer,
     LoadResult,
     Located,
     canonical_key,
+    mask_secrets,
+    quote_line,
     warn_if_exposed,
 )
 
@@ -71,19 +75,39 @@ def _parse(path: Path) -> tuple[configparser.ConfigParser, dict[tuple[str, str |
     )
     try:
         parser.read_string(text, source=str(path))
-    except configparser.ParsingError as exc:
-        line, content = exc.errors[0] if exc.errors else (None, "")
-        raise InventoryError(
-            f"syntax error: expected 'key = value' or '[section]', got {content!r}",
-            path=str(path),
-            line=line,
-        ) from None
     except configparser.Error as exc:
-        line = getattr(exc, "lineno", None)
-        message = getattr(exc, "message", str(exc)).splitlines()[0]
-        message = re.sub(r"^While reading from '[^']*' \[line\s*\d+\]: ", "", message)
-        raise InventoryError(f"syntax error: {message}", path=str(path), line=line) from None
+        raise _syntax_error(exc, path, text) from None
     return parser, _line_index(text)
+
+
+def _syntax_error(exc: configparser.Error, path: Path, text: str) -> InventoryError:
+    """Any configparser error as ``file:line: message``: offending line short, secrets masked."""
+    line: int | None = getattr(exc, "lineno", None)
+    if isinstance(exc, configparser.ParsingError) and getattr(exc, "errors", None):
+        line = exc.errors[0][0]
+    content = _nth_line(text, line) if line else ""
+    if content.lstrip().startswith("[") and "]" not in content:
+        message = f"section header without ']': {quote_line(content)}"
+    elif isinstance(exc, configparser.MissingSectionHeaderError):
+        message = f"no [section] header before {quote_line(content)} (every key belongs to one)"
+    elif isinstance(exc, configparser.ParsingError):
+        message = f"expected 'key = value' or '[section]', got {quote_line(content)}"
+    else:
+        first = (str(exc) or type(exc).__name__).splitlines()[0]
+        first = re.sub(r"^While reading from '[^']*' \[line\s*\d+\]: ", "", first)
+        message = mask_secrets(clip(first, QUOTE_LIMIT * 2))
+    return InventoryError(f"syntax error: {message}", path=str(path), line=line)
+
+
+def _nth_line(text: str, number: int) -> str:
+    """Line *number* (1-based) of *text*, without splitting the whole text."""
+    start = 0
+    for _ in range(number - 1):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return ""
+    end = text.find("\n", start)
+    return text[start : end if end >= 0 else len(text)]
 
 
 def _layer(
