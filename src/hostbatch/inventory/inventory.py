@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
+import gc
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -196,14 +198,29 @@ def load_inventory(
 ) -> Inventory:
     """Find, read and resolve an inventory. Raises InventoryError naming file and line."""
     sources = find_inventory(paths, environ)
-    result = LoadResult()
-    for path in sources:
-        load_source(path, result)
-    config = sshconfig.parse(Path(ssh_config).expanduser()) if ssh_config else None
-    hosts = resolve(result.definitions, ssh_config=config, environ=environ)
-    return Inventory.from_hosts(
-        hosts,
-        sources=tuple(str(p) for p in sources),
-        warnings=tuple(result.warnings),
-        group_order=result.group_order,
-    )
+    with _collector_paused():
+        result = LoadResult()
+        for path in sources:
+            load_source(path, result)
+        config = sshconfig.parse(Path(ssh_config).expanduser()) if ssh_config else None
+        hosts = resolve(result.definitions, ssh_config=config, environ=environ)
+        return Inventory.from_hosts(
+            hosts,
+            sources=tuple(str(p) for p in sources),
+            warnings=tuple(result.warnings),
+            group_order=result.group_order,
+        )
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while loading: the millions of objects a large
+    inventory creates would trigger full collections again and again (100k hosts: 3x the
+    CPU time). Loading creates no reference cycles worth collecting."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

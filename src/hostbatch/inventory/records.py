@@ -45,7 +45,7 @@ SECRET_KEYS = frozenset({"password", "passphrase", "secret"})
 STRUCTURE_KEYS = frozenset({"groups", "name"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Located:
     """One value and the place it was written."""
 
@@ -61,7 +61,7 @@ class Located:
 Layer = dict[str, Located]
 
 
-@dataclass
+@dataclass(slots=True)
 class HostDefinition:
     """One definition of a host in one file.
 
