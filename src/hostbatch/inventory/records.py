@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hostbatch.errors import InventoryError
 from hostbatch.inventory.patterns import clip
-from hostbatch.logs import MASK, redact
+from hostbatch.logs import MASK
 
 # Canonical keys. Aliases map the spellings users already have (netmiko dicts, ssh_config).
 HOST_KEYS = frozenset(
@@ -134,8 +134,12 @@ QUOTE_LIMIT = 80
 
 
 def mask_secrets(text: str) -> str:
-    """*text* with the value of every ``password``/``passphrase``/``secret`` key masked."""
-    return redact(_SECRET_LINE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text))
+    """*text* with the value of every ``password``/``passphrase``/``secret`` key masked.
+
+    Not :func:`hostbatch.logs.redact`: it also masks every registered Secret value wherever
+    it occurs, and a short password elsewhere in the process would garble these messages;
+    an inventory's own secrets are not Secrets yet when its errors are raised."""
+    return _SECRET_LINE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
 
 
 def quote_line(text: str) -> str:

@@ -22,7 +22,13 @@ from dataclasses import dataclass, replace
 
 from hostbatch.errors import InventoryError
 from hostbatch.inventory.patterns import clip
-from hostbatch.inventory.records import SECRET_KEYS, HostDefinition, Layer, Located
+from hostbatch.inventory.records import (
+    SECRET_KEYS,
+    HostDefinition,
+    Layer,
+    Located,
+    mask_secrets,
+)
 from hostbatch.inventory.sshconfig import SSHConfig
 from hostbatch.models import Credentials, Host, Secret
 
@@ -67,8 +73,8 @@ def merge_definitions(definitions: list[HostDefinition]) -> list[_Merged]:
 
 def _conflict(name: str, key: str, seen: Located, located: Located) -> InventoryError:
     hidden = key in SECRET_KEYS
-    first = "(hidden)" if hidden else repr(clip(seen.value))
-    second = "(hidden)" if hidden else repr(clip(located.value))
+    first = "(hidden)" if hidden else shown(seen.value)
+    second = "(hidden)" if hidden else shown(located.value)
     return InventoryError(
         f"host '{name}' is defined twice with conflicting values for '{key}': "
         f"{first} at {seen.where} and {second} at {located.where}",
@@ -78,8 +84,13 @@ def _conflict(name: str, key: str, seen: Located, located: Located) -> Inventory
     )
 
 
+def shown(value: str) -> str:
+    """A value quoted in an error: at most ~80 characters, anything secret-looking masked."""
+    return repr(mask_secrets(clip(value)))
+
+
 def _fail(located: Located, message: str, host: str) -> InventoryError:
-    return InventoryError(f"host '{host}': {message}", path=located.path, line=located.line)
+    return InventoryError(f"host '{clip(host)}': {message}", path=located.path, line=located.line)
 
 
 def _port(values: Layer, host: str) -> int:
@@ -89,7 +100,7 @@ def _port(values: Layer, host: str) -> int:
     try:
         port = int(located.value)
     except ValueError:
-        raise _fail(located, f"port {clip(located.value)!r} is not a number", host) from None
+        raise _fail(located, f"port {shown(located.value)} is not a number", host) from None
     if not 1 <= port <= 65535:
         raise _fail(located, f"port {port} is out of range (1-65535)", host)
     return port
@@ -131,7 +142,7 @@ def build_host(
     if transport is not None and transport.value not in TRANSPORTS:
         raise _fail(
             transport,
-            f"unknown transport {clip(transport.value)!r} (choose from {', '.join(TRANSPORTS)})",
+            f"unknown transport {shown(transport.value)} (choose from {', '.join(TRANSPORTS)})",
             merged.name,
         )
     credentials = Credentials(
