@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import configparser
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from hostbatch.errors import InventoryError
@@ -49,23 +50,37 @@ _KEY_LINE = re.compile(r"^(?P<key>[^\s=:#;\[][^=:]*?)\s*[=:]")
 GROUP_PREFIX = "group:"
 
 
+@dataclass(slots=True)
+class _Section:
+    """One section as plain data: where its header is, and (key, value, line) per key."""
+
+    line: int | None
+    items: list[tuple[str, str, int | None]]
+
+
 def _line_index(text: str) -> dict[tuple[str, str | None], int]:
     """Map (section, key) and (section, None) to 1-based line numbers."""
     index: dict[tuple[str, str | None], int] = {}
     section = ""
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = _SECTION_LINE.match(line.strip())
-        if header:
-            section = header.group("name").strip()
-            index.setdefault((section, None), number)
-            continue
+    # configparser reads through io.StringIO: lines end at "\n" only (not at \x0b, \x85...)
+    for number, line in enumerate(text.split("\n"), start=1):
+        first = line[:1]
+        if not first or first in " \t#;":
+            continue  # blank, comment or continuation: no key starts here
+        if first == "[":
+            header = _SECTION_LINE.match(line.strip())
+            if header:
+                section = header.group("name").strip()
+                index.setdefault((section, None), number)
+                continue
         key = _KEY_LINE.match(line)
         if key:
             index.setdefault((section, key.group("key").strip().lower()), number)
     return index
 
 
-def _parse(path: Path) -> tuple[configparser.ConfigParser, dict[tuple[str, str | None], int]]:
+def _read(path: Path) -> dict[str, _Section]:
+    """Parse *path* with configparser into plain sections; syntax errors are file:line."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -77,7 +92,18 @@ def _parse(path: Path) -> tuple[configparser.ConfigParser, dict[tuple[str, str |
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:
         raise _syntax_error(exc, path, text) from None
-    return parser, _line_index(text)
+    lines = _line_index(text)
+    sections: dict[str, _Section] = {}
+    for name in parser.sections():
+        items = [
+            (key, value, lines.get((name, key.lower())))
+            for key, value in parser.items(name, raw=True)
+        ]
+        sections[name] = _Section(lines.get((name, None)), items)
+        # frees the section now: the parser and its section proxies refer to each other,
+        # so they would otherwise wait for the (paused) cyclic collector
+        parser.remove_section(name)
+    return sections
 
 
 def _syntax_error(exc: configparser.Error, path: Path, text: str) -> InventoryError:
@@ -110,53 +136,44 @@ def _nth_line(text: str, number: int) -> str:
     return text[start : end if end >= 0 else len(text)]
 
 
-def _layer(
-    parser: configparser.ConfigParser,
-    section: str,
-    path: Path,
-    lines: dict[tuple[str, str | None], int],
-    warnings: list[str],
-) -> tuple[Layer, list[str]]:
+def _layer(section: _Section, path: Path, warnings: list[str]) -> tuple[Layer, list[str]]:
     """A section's canonical values, and its ``groups =`` list if it has one."""
     layer: Layer = {}
     groups: list[str] = []
-    for raw_key, value in parser.items(section, raw=True):
-        located = Located(value.strip(), str(path), lines.get((section, raw_key.lower())))
+    source = str(path)
+    for raw_key, value, line in section.items:
         if raw_key.lower() == "groups":
             groups = [g.strip() for g in re.split(r"[,\s]+", value) if g.strip()]
             continue
+        located = Located(value.strip(), source, line)
         key = canonical_key(raw_key, located, warnings)
         if key is not None:
             layer[key] = located
     return layer, groups
 
 
-def _holds_secrets(parser: configparser.ConfigParser) -> bool:
-    return any(
-        key in SECRET_KEYS
-        for section in parser.sections()
-        for key, _ in parser.items(section, raw=True)
-    )
+def _holds_secrets(sections: dict[str, _Section]) -> bool:
+    return any(key.lower() in SECRET_KEYS for s in sections.values() for key, _, _ in s.items)
 
 
 def load_group_file(path: Path, result: LoadResult) -> None:
     """Load one ``<group>.ini`` of the folder form into *result*."""
-    parser, lines = _parse(path)
+    sections = _read(path)
     group = path.stem
     result.group_order.append(group)
-    warn_if_exposed(path, _holds_secrets(parser), result.warnings)
+    warn_if_exposed(path, _holds_secrets(sections), result.warnings)
     defaults: Layer = {}
-    if parser.has_section("DEFAULT"):
-        defaults, _ = _layer(parser, "DEFAULT", path, lines, result.warnings)
-    for section in parser.sections():
-        if section == "DEFAULT":
+    if "DEFAULT" in sections:
+        defaults, _ = _layer(sections["DEFAULT"], path, result.warnings)
+    for name, section in sections.items():
+        if name == "DEFAULT":
             continue
-        own, extra_groups = _layer(parser, section, path, lines, result.warnings)
+        own, extra_groups = _layer(section, path, result.warnings)
         result.definitions.append(
             HostDefinition(
-                name=section.strip(),
+                name=name.strip(),
                 path=str(path),
-                line=lines.get((section, None)),
+                line=section.line,
                 groups=[group, *[g for g in extra_groups if g != group]],
                 layers=[own, defaults],
             )
@@ -172,27 +189,27 @@ def load_folder(path: Path, result: LoadResult) -> None:
 
 def load_single_file(path: Path, result: LoadResult) -> None:
     """Load the single-file form: host sections, ``[group:NAME]`` sections, ``[DEFAULT]``."""
-    parser, lines = _parse(path)
-    warn_if_exposed(path, _holds_secrets(parser), result.warnings)
+    sections = _read(path)
+    warn_if_exposed(path, _holds_secrets(sections), result.warnings)
     defaults: Layer = {}
     group_layers: dict[str, Layer] = {}
-    hosts: list[str] = []
-    for section in parser.sections():
-        if section == "DEFAULT":
-            defaults, _ = _layer(parser, section, path, lines, result.warnings)
-        elif section.lower().startswith(GROUP_PREFIX):
-            name = section[len(GROUP_PREFIX) :].strip()
-            group_layers[name], _ = _layer(parser, section, path, lines, result.warnings)
-            result.group_order.append(name)
+    hosts: list[tuple[str, _Section]] = []
+    for name, section in sections.items():
+        if name == "DEFAULT":
+            defaults, _ = _layer(section, path, result.warnings)
+        elif name.lower().startswith(GROUP_PREFIX):
+            group = name[len(GROUP_PREFIX) :].strip()
+            group_layers[group], _ = _layer(section, path, result.warnings)
+            result.group_order.append(group)
         else:
-            hosts.append(section)
-    for section in hosts:
-        own, groups = _layer(parser, section, path, lines, result.warnings)
+            hosts.append((name, section))
+    for name, section in hosts:
+        own, groups = _layer(section, path, result.warnings)
         result.definitions.append(
             HostDefinition(
-                name=section.strip(),
+                name=name.strip(),
                 path=str(path),
-                line=lines.get((section, None)),
+                line=section.line,
                 groups=groups,
                 layers=[own, *[group_layers.get(g, {}) for g in groups], defaults],
             )

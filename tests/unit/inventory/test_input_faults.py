@@ -122,3 +122,8 @@ def test_pure_python_yaml_loader_limits_depth(tmp_path: Path, text: str) -> None
     path = tmp_path / "deep.yaml"
     with pytest.raises(InventoryError, match=rf"{path}:[12]: .*nested deeper than {MAX_DEPTH}"):
         compose(text, path, loader=_DepthLimitedLoader)
+
+
+def test_line_numbers_count_only_newlines_like_configparser(write: WriteFile) -> None:
+    path = write("hosts.ini", "[a]\n# a form\x0cfeed and a\x85next line\nhostname = 1\nport = x\n")
+    assert load_error(path).startswith(f"{path}:4: ")
