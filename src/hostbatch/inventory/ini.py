@@ -92,7 +92,7 @@ class _Reader:
                 self.value_lines.append(stripped)  # a continuation line
                 continue
             self.indent = indent
-            parsed = self.line(number, stripped)
+            parsed = self.header_or_key(number, stripped)
             if parsed is not None and self.current is not None:
                 values.append((self.current, len(self.current.items) - 1, parsed))
         for section, position, lines in values:
@@ -100,7 +100,7 @@ class _Reader:
             section.items[position] = (key, "\n".join(lines).rstrip(), key_line)
         return self.sections
 
-    def line(self, number: int, stripped: str) -> list[str] | None:
+    def header_or_key(self, number: int, stripped: str) -> list[str] | None:
         """A section header or a key line; returns the new value's lines for a key."""
         header = _SECTION_HEADER.match(stripped)
         if header:
