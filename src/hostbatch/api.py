@@ -103,7 +103,7 @@ def make_plan(
     before any connection."""
     if isinstance(operation, str):
         operation = Command(operation)
-    if isinstance(operation, Command) and not operation.text.strip():
+    if isinstance(operation, Command) and not operation.text.strip() and not operation.script:
         raise UsageError("the command is empty")
     if isinstance(operation, CommandSet) and not (
         operation.commands or operation.config or operation.save

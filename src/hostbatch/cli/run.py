@@ -8,7 +8,7 @@ import click
 
 from hostbatch.cli.common import handle_errors
 from hostbatch.cli.execute import execute_command
-from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions
+from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions, WorkflowOptions
 from hostbatch.errors import UsageError
 from hostbatch.models import CommandSet
 
@@ -17,6 +17,7 @@ from hostbatch.models import CommandSet
 @SelectionOptions.options
 @EngineOptions.options
 @OutputOptions.options
+@WorkflowOptions.options
 @click.option(
     "-c",
     "--cmd",
@@ -55,6 +56,7 @@ def run_command(
     selection: SelectionOptions,
     engine: EngineOptions,
     output: OutputOptions,
+    workflow: WorkflowOptions,
 ) -> None:
     """Run one command on every selected host in parallel, output streamed live.
 
@@ -73,11 +75,14 @@ def run_command(
     """
     if cmd and command:
         raise UsageError("give the command either with -c or as arguments, not both")
+    if workflow.script is not None:  # the arguments are the script's
+        execute_command(selection, " ".join(command), engine, output, workflow)
     commands = cmd or ((" ".join(command),) if command else ())
     lines = list(config)
     if config_file is not None:
         lines += [line.rstrip("\n") for line in config_file if line.strip()]
-    execute_command(selection, _operation(commands, tuple(lines), save, parse), engine, output)
+    operation = _operation(commands, tuple(lines), save, parse)
+    execute_command(selection, operation, engine, output, workflow)
 
 
 def _operation(
