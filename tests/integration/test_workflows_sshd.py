@@ -170,19 +170,12 @@ def test_script_is_removed_after_ctrl_c(
 
 def test_env_is_visible_without_accept_env(sshd: OpenSSHServer, sshd_inventory: Path) -> None:
     done = run_cli(
-        "run",
-        *cli_common(sshd, sshd_inventory),
-        "-h",
-        "h1",
-        "--env",
-        "A=1 2",
-        "--env",
-        "B=x'y",
-        "--",
-        'echo "$A|$B"',
+        *("--debug", "run", *cli_common(sshd, sshd_inventory), "-h", "h1"),
+        *("--env", "A=zq 7781", "--env", "B=x'y", "--", 'echo "$A|$B"'),
     )
     assert done.returncode == 0, done.stderr
-    assert "h1 | 1 2|x'y" in done.stdout
+    assert "h1 | zq 7781|x'y" in done.stdout
+    assert "zq 7781" not in done.stderr  # values are kept out of logs
 
 
 @pytest.mark.parametrize(

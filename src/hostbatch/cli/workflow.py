@@ -55,8 +55,6 @@ def _changes_command(workflow: WorkflowOptions) -> bool:
 
 def _sudo(workflow: WorkflowOptions, prompt: Callable[[str], str]) -> Sudo | None:
     if not (workflow.sudo or workflow.sudo_user):
-        if workflow.ask_become_pass:
-            raise UsageError("--ask-become-pass needs --sudo or --sudo-user")
         return None
     password = None
     if workflow.ask_become_pass:
@@ -114,6 +112,8 @@ def applied(
         yield command, options
         return
     options = rolling(workflow, options)
+    if workflow.ask_become_pass and not (workflow.sudo or workflow.sudo_user):
+        raise UsageError("--ask-become-pass needs --sudo or --sudo-user")
     if not _changes_command(workflow):
         yield command, options
         return

@@ -25,12 +25,13 @@ from pathlib import Path
 
 from hostbatch.engine.privilege import SudoSession
 from hostbatch.errors import HostbatchError, RemoteFileError, UsageError
-from hostbatch.logs import logger
+from hostbatch.logs import logger, register_secret
 from hostbatch.models import Command, Host, Stream
 from hostbatch.transport.base import OutputSink, StdinSource, Transport
 
 STDIN_CHUNK = 65536
 CLEANUP_TIMEOUT = 10.0  # seconds to remove a script's directory after the command
+MASKED_ENV_LENGTH = 3
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MKTEMP = 'mktemp -d "${TMPDIR:-/tmp}/hostbatch.XXXXXXXXXX"'
 
@@ -42,9 +43,14 @@ def check_env_name(name: str) -> None:
 
 
 def exports(env: tuple[tuple[str, str], ...]) -> str:
-    """``export A='1' B='x y';`` (empty without variables)."""
-    for name, _ in env:
+    """``export A='1' B='x y';`` (empty without variables). The values, as given and as
+    quoted, are masked in log records (an SSH library may log the command line); values
+    shorter than ``MASKED_ENV_LENGTH`` are not (masking every "1" would garble the logs)."""
+    for name, value in env:
         check_env_name(name)
+        if len(value) >= MASKED_ENV_LENGTH:
+            register_secret(value)
+            register_secret(shlex.quote(value))
     if not env:
         return ""
     return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in env) + "; "
