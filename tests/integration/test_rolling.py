@@ -3,18 +3,19 @@ Python API (Limits) and the command line."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hostbatch.api import RunOptions, run
+from hostbatch.api import RunOptions, Session, run
 from hostbatch.engine.limits import Limits
 from hostbatch.engine.rollout import waves
 from hostbatch.errors import UsageError
 from hostbatch.inventory import Inventory, load_inventory
-from hostbatch.models import Event, Host, Started, Status
+from hostbatch.models import Event, Host, HostResult, Started, Status
 from hostbatch.testing import Fleet, FleetThread
 from hostbatch.transport.base import ConnectOptions
 from tests.fixtures.cli import run_cli
@@ -143,3 +144,16 @@ def test_cli_not_started_in_summary_and_exit_code(fleet: tuple[Fleet, Inventory,
     assert bad.stderr.strip().splitlines() == [
         "hostbatch: error: --batch must be a positive number of hosts or 1%-100% (got '0')"
     ]
+
+
+def test_a_session_keeps_the_failure_budget(fleet: tuple[Fleet, Inventory, Path]) -> None:
+    started_fleet, inventory, _ = fleet
+    hosts = inventory.select(patterns=["all"])
+
+    async def twice() -> list[dict[str, HostResult]]:
+        async with Session(hosts, options(started_fleet, fanout=1, max_fail=1)) as session:
+            return [await session.run(FAIL_ON_NODE02) for _ in range(2)]
+
+    for results in asyncio.run(twice()):
+        statuses = [r.status for r in results.values()]
+        assert statuses == [Status.OK, Status.FAILED] + [Status.NOT_STARTED] * 6
