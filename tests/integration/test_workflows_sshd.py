@@ -92,6 +92,16 @@ def test_stdin_is_streamed_to_the_fleet_too(payload: Path, tmp_path: Path, trans
     assert {r.stdout_text.split()[0] for r in results.values()} == {digest}
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_command_may_stop_reading_stdin_early(
+    sshd: OpenSSHServer, payload: Path, transport: str
+) -> None:
+    command = Command("head -c 10 | wc -c", stdin=str(payload))
+    results = run(command, sshd_hosts(sshd, 2), options=sshd_options(sshd, transport))
+    assert [r.stdout.strip() for r in results.values()] == [b"10", b"10"]
+    assert all(r.ok for r in results.values())
+
+
 def test_without_stdin_the_command_reads_eof(sshd: OpenSSHServer) -> None:
     results = run("cat; echo end", sshd_hosts(sshd, 1), options=sshd_options(sshd))
     assert results["h1"].stdout == b"end\n"
