@@ -82,25 +82,6 @@ class Host:
 
 
 @dataclass(frozen=True)
-class Command:
-    """A shell command to run on every selected host.
-
-    ``stdin``: a local file whose bytes every host's command reads on its standard input
-    (streamed in chunks; without it stdin is at EOF at once). ``env``: (NAME, VALUE) pairs
-    exported for the command by the remote shell (no AcceptEnv needed); values are not
-    secrets but are kept out of errors and logs. ``script``: a local script uploaded to a
-    private temporary directory on each host and run there, ``text`` being its arguments
-    (already shell-quoted); removed afterwards. ``sudo``: run through sudo."""
-
-    text: str
-    timeout: float | None = None
-    stdin: str | None = None
-    env: tuple[tuple[str, str], ...] = ()
-    script: str | None = None
-    sudo: Sudo | None = None
-
-
-@dataclass(frozen=True)
 class Sudo:
     """Run the command through ``sudo -S`` as ``user`` (None: root). The password, when
     sudo asks, is written on the command's stdin, never on its command line; ``password``
@@ -109,6 +90,25 @@ class Sudo:
 
     user: str | None = None
     password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    """A shell command to run on every selected host.
+
+    ``stdin``: a local file whose bytes every host's command reads on its standard input
+    (streamed in chunks; without it stdin is at EOF at once). ``env``: (NAME, VALUE) pairs
+    exported for the command by the remote shell (no AcceptEnv needed); values are not
+    secrets but are kept out of errors and logs. ``script``: a local script uploaded to a
+    private temporary directory on each host and run there, ``text`` being its arguments
+    (words for the remote shell, like a command's); removed afterwards. ``sudo``: run through sudo."""
+
+    text: str
+    timeout: float | None = None
+    stdin: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    script: str | None = None
+    sudo: Sudo | None = None
 
 
 @dataclass(frozen=True)
