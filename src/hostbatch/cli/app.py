@@ -18,7 +18,8 @@ from hostbatch.cli.transfer import get_command, put_command
 EPILOG = """\b
 Exit codes:
   0    every host ok
-  1    some commands exited non-zero, timed out or failed (all hosts reached)
+  1    some commands exited non-zero, timed out or failed (all hosts reached), or
+       the run stopped early (--max-fail, a failed --canary): hosts 'not started'
   2    bad usage or inventory (nothing was run)
   3    some hosts could not be reached, authenticated or timed out
   129  hung up (SIGHUP); remote commands stopped, connections closed

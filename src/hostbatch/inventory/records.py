@@ -28,6 +28,7 @@ HOST_KEYS = frozenset(
         "secret",
         "secret_env",
         "proxy_jump",
+        "become_password_env",
     }
 )
 ALIASES = {

@@ -151,6 +151,7 @@ def build_host(
         key_file=expand_home(values["key_file"].value) if "key_file" in values else None,
         passphrase=_secret(values, "passphrase", merged.name, environ),
         secret=_secret(values, "secret", merged.name, environ),
+        become_password=_secret(values, "become_password", merged.name, environ),
     )
     device_type = values["device_type"].value if "device_type" in values else None
     return Host(

@@ -28,7 +28,13 @@ from hostbatch.errors import (
 )
 from hostbatch.models import Host
 from hostbatch.transport import hostkeys
-from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink, RemoteStat
+from hostbatch.transport.base import (
+    ConnectOptions,
+    OutputSink,
+    ProgressSink,
+    RemoteStat,
+    StdinSource,
+)
 
 READ_SIZE = 65536
 # SFTP requests in flight per file: 8 x asyncssh's ~255 KiB blocks = 2 MiB, sshd's channel
@@ -109,6 +115,16 @@ def _known_first(known: tuple[str, ...]) -> tuple[str, ...]:
     defaults = asyncssh.public_key.get_default_certificate_algs()
     defaults += asyncssh.public_key.get_default_public_key_algs()
     return known + tuple(name for alg in defaults if (name := alg.decode()) not in known)
+
+
+async def _feed(process: asyncssh.SSHClientProcess[bytes], source: StdinSource) -> None:
+    """Write *source* to the command's stdin, then EOF; stop quietly once the command is
+    gone (it need not read everything)."""
+    with contextlib.suppress(asyncssh.Error, OSError):
+        async for chunk in source:
+            process.stdin.write(chunk)
+            await process.stdin.drain()
+        process.stdin.write_eof()
 
 
 def _remote_stat(attrs: asyncssh.SFTPAttrs) -> RemoteStat:
@@ -241,12 +257,23 @@ class AsyncsshTransport:
             raise ConnectError("not connected", host=self.host.name)
         return self._conn
 
-    async def run(self, command: str, output: OutputSink, timeout: float | None) -> int:
+    async def run(
+        self,
+        command: str,
+        output: OutputSink,
+        timeout: float | None,
+        *,
+        stdin: StdinSource | None = None,
+    ) -> int:
         try:
             process = await self.conn.create_process(command, encoding=None)
         except (asyncssh.Error, OSError) as exc:
             raise ConnectError(f"cannot start command: {exc}", host=self.host.name) from None
-        process.stdin.write_eof()
+        if stdin is None:
+            process.stdin.write_eof()
+            feeder = None
+        else:
+            feeder = asyncio.ensure_future(_feed(process, stdin))
         try:
             return await asyncio.wait_for(self._collect(process, output), timeout)
         except TimeoutError:
@@ -262,6 +289,11 @@ class AsyncsshTransport:
         except asyncio.CancelledError:  # Ctrl-C in the shell: stop the remote command too
             await asyncio.shield(self._terminate(process))
             raise
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feeder
 
     async def _collect(self, process: asyncssh.SSHClientProcess[bytes], output: OutputSink) -> int:
         async def pump(reader: asyncssh.SSHReader[bytes], stream: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import select
 import signal
@@ -40,11 +41,18 @@ from hostbatch.errors import (
 )
 from hostbatch.models import Host, Stream
 from hostbatch.transport import hostkeys
-from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink, RemoteStat
+from hostbatch.transport.base import (
+    ConnectOptions,
+    OutputSink,
+    ProgressSink,
+    RemoteStat,
+    StdinSource,
+)
 
 READ_SIZE = 65536
 POLL_INTERVAL = 0.25  # how often a reading thread checks whether it should give up
 PARAMIKO_TIMER_SLACK = 2.0  # seconds past connect_timeout for paramiko's timers
+SEND_WAIT = 0.005  # stdin: how long a writing thread waits for channel window space
 MAX_THREADS = 512
 _T = TypeVar("_T")
 
@@ -221,6 +229,33 @@ def _pump(
     return _Outcome(chan.exit_status, stopped=False)
 
 
+def _send_blocking(chan: paramiko.Channel, data: bytes, stop: threading.Event) -> bool:
+    """Send all of *data* on the non-blocking *chan*, waiting for window space; False
+    when the channel closed or *stop* was set first (thread)."""
+    offset = 0
+    while offset < len(data):
+        if stop.is_set() or chan.closed or chan.eof_received:
+            return False
+        try:
+            sent = chan.send(data[offset : offset + READ_SIZE])
+        except TimeoutError:  # no window space yet (the channel's timeout is 0)
+            stop.wait(SEND_WAIT)
+            continue
+        if sent == 0:
+            return False
+        offset += sent
+    return True
+
+
+async def _feed(chan: paramiko.Channel, source: StdinSource, stop: threading.Event) -> None:
+    """Write *source* to the command's stdin, then EOF; stop quietly once it is gone."""
+    with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+        async for chunk in source:
+            if not await _in_thread(_send_blocking, chan, chunk, stop):
+                return
+        await _in_thread(chan.shutdown_write)
+
+
 def _terminate(chan: paramiko.Channel) -> None:
     """Ask the server to signal the command, then close the channel (thread)."""
     with contextlib.suppress(Exception):
@@ -382,21 +417,33 @@ class ParamikoTransport:
 
     # -- commands ----------------------------------------------------------------------
 
-    def _start(self, command: str) -> paramiko.Channel:
-        """Open a session channel and start *command* with stdin at EOF (thread)."""
+    def _start(self, command: str, *, close_stdin: bool) -> paramiko.Channel:
+        """Open a session channel and start *command*, its stdin at EOF if asked (thread)."""
         chan = self._transport().open_session(timeout=self.options.connect_timeout)
         chan.exec_command(command)
-        chan.shutdown_write()
+        if close_stdin:
+            chan.shutdown_write()
         chan.settimeout(0.0)
         return chan
 
-    async def run(self, command: str, output: OutputSink, timeout: float | None) -> int:
+    async def run(
+        self,
+        command: str,
+        output: OutputSink,
+        timeout: float | None,
+        *,
+        stdin: StdinSource | None = None,
+    ) -> int:
         try:
-            chan = await _in_thread(self._start, command)
+            chan = await _in_thread(
+                functools.partial(self._start, command, close_stdin=stdin is None)
+            )
         except TransportError:
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ConnectError(f"cannot start command: {exc}", host=self.host.name) from None
+        stop_feeding = threading.Event()
+        feeder = None if stdin is None else asyncio.ensure_future(_feed(chan, stdin, stop_feeding))
         try:
             outcome = await self._collect(chan, output, timeout)
         except asyncio.CancelledError:  # Ctrl-C in the shell: stop the remote command too
@@ -404,6 +451,11 @@ class ParamikoTransport:
                 _terminate(chan)
             raise
         finally:
+            stop_feeding.set()
+            if feeder is not None:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feeder
             with contextlib.suppress(Exception):
                 chan.close()
         return self._exit_status(chan, outcome)
