@@ -101,7 +101,8 @@ class Command:
     exported for the command by the remote shell (no AcceptEnv needed); values are not
     secrets but are kept out of errors and logs. ``script``: a local script uploaded to a
     private temporary directory on each host and run there, ``text`` being its arguments
-    (words for the remote shell, like a command's); removed afterwards. ``sudo``: run through sudo."""
+    (words for the remote shell, like a command's); removed afterwards. ``sudo``: run
+    through sudo."""
 
     text: str
     timeout: float | None = None
