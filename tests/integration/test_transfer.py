@@ -208,7 +208,11 @@ def test_remote_permission_denied_fails_only_that_host(
 def test_host_names_and_remote_names_cannot_escape(tmp_path: Path) -> None:
     assert host_directory(tmp_path, "../../etc").parent == tmp_path
     assert host_directory(tmp_path, "..").parent == tmp_path
-    assert host_directory(tmp_path, "a/b").name == "a_b"
+    names = ["a/b", "a_b", "a%2Fb", "..", "%2E.", ".", "", "%", "x\0y", "a\\b", "é" * 200]
+    directories = {host_directory(tmp_path, name) for name in names}
+    assert len(directories) == len(names)  # injective: no two hosts share a directory
+    assert all(d.parent == tmp_path and len(d.name.encode()) <= 255 for d in directories)
+    assert host_directory(tmp_path, "a/b").name == "a%2Fb"
     for bad in ("..", ".", "", "a/b", "x\0y"):
         with pytest.raises(RemoteFileError, match="unsafe"):
             safe_name(bad)

@@ -188,11 +188,21 @@ def safe_name(name: str) -> str:
     return name
 
 
+_ESCAPED = {"%": "%25", "/": "%2F", "\\": "%5C", "\0": "%00"}
+NAME_MAX = 255  # bytes in one path component on Linux and macOS
+
+
 def host_directory(local_dir: Path, host_name: str) -> Path:
-    """``LOCALDIR/<host>``, with the host name made a safe single component."""
-    cleaned = host_name.replace("/", "_").replace("\\", "_").replace("\0", "_")
-    if cleaned in ("", ".", ".."):
-        cleaned = f"_{cleaned}"
+    """``LOCALDIR/<host>``, the host name made one safe component, injectively: ``%``,
+    ``/``, ``\\`` and NUL are percent-encoded and so is a leading dot, so ``a/b`` and
+    ``a_b`` never share a directory (nor ``..`` and ``%2E.``). An empty name is ``%``."""
+    cleaned = "".join(_ESCAPED.get(char, char) for char in host_name)
+    if cleaned.startswith("."):
+        cleaned = "%2E" + cleaned[1:]
+    cleaned = cleaned or "%"
+    if len(cleaned.encode()) > NAME_MAX:  # too long for one component: keep it unique
+        digest = hashlib.sha256(host_name.encode()).hexdigest()[:16]
+        cleaned = cleaned.encode()[: NAME_MAX - 18].decode(errors="ignore") + f"%~{digest}"
     path = local_dir / cleaned
     if path.resolve().parent != local_dir.resolve():
         raise RemoteFileError(f"host name {host_name!r} would write outside {local_dir}")
