@@ -5,6 +5,7 @@ endless remote files, stale temporaries of killed puts, malformed known_hosts li
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import pytest
 
 from hostbatch.api import RunOptions, get, run
 from hostbatch.engine.limits import Limits
+from hostbatch.logs import logger
 from hostbatch.models import Credentials, Event, Host, OutputChunk
 from hostbatch.output.live import LiveRenderer
 from hostbatch.testing import Fleet, FleetThread
+from hostbatch.testing.sshd import OpenSSHServer
 from hostbatch.transport.base import ConnectOptions
 
 
@@ -71,3 +74,41 @@ def test_megabytes_without_a_newline_are_held_at_most_the_cap(fleet: Fleet) -> N
     lines = out.getvalue().split("\n")[:-1]
     assert len(lines) == -(-size // render.cap)
     assert sum(len(line) - len("h | ") for line in lines) == size
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def warnings_logged() -> Iterator[list[str]]:
+    """Warnings of the ``hostbatch`` logger during the test."""
+    handler = _Records()
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.WARNING
+    yield handler.messages
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@pytest.mark.parametrize("transport", ["asyncssh", "paramiko"])
+def test_malformed_known_hosts_lines_are_skipped_with_one_warning_each(
+    sshd: OpenSSHServer, tmp_path: Path, transport: str, warnings_logged: list[str]
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    bad = ["single-field", "@bogus-marker 127.0.0.9 ssh-ed25519 AAAA", "|1|x|y ssh-ed25519 AAAA"]
+    known_hosts.write_text("\n".join([*bad, sshd.known_hosts.read_text().strip(), ""]))
+    credentials = Credentials(sshd.username, key_file=str(sshd.client_key))
+    hosts = [Host(f"h{i}", sshd.host, sshd.port, credentials) for i in range(2)]
+    connect = ConnectOptions(connect_timeout=5, known_hosts=str(known_hosts))
+    options = RunOptions(Limits(), connect, transport=transport)
+    for _ in range(2):
+        results = run("echo in", hosts=hosts, options=options)
+        assert all(r.ok and r.stdout == b"in\n" for r in results.values()), results
+    skipped = [m for m in warnings_logged if "skipping malformed known_hosts line" in m]
+    assert sorted(m.split(": ", 1)[0] for m in skipped) == [f"{known_hosts}:{n}" for n in (1, 2, 3)]

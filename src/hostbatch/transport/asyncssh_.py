@@ -68,16 +68,35 @@ def _load_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
 
 
 def _known_hosts(path: Path) -> asyncssh.SSHKnownHosts | bytes:
-    """known_hosts parsed once per process and file version."""
+    """known_hosts parsed once per process and file version, malformed lines skipped
+    (asyncssh.read_known_hosts refuses the whole file for one; OpenSSH skips it)."""
     try:
         mtime = path.stat().st_mtime
     except OSError:
         return b""  # no file: nothing is trusted, unknown keys go to the callback
     cache_key = (str(path), mtime)
     if cache_key not in _known_cache:
+        text = hostkeys.usable_text(path)
+        try:
+            known = asyncssh.import_known_hosts(text)
+        except ValueError:  # a line only asyncssh refuses: find it, skip it
+            known = asyncssh.import_known_hosts(_lines_asyncssh_reads(path, text))
         _known_cache.clear()
-        _known_cache[cache_key] = asyncssh.read_known_hosts(str(path))
+        _known_cache[cache_key] = known
     return _known_cache[cache_key]
+
+
+def _lines_asyncssh_reads(path: Path, text: str) -> str:
+    """*text* with every line that asyncssh refuses blanked, each reported once."""
+    kept = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            asyncssh.import_known_hosts(line)
+            kept.append(line)
+        except ValueError as exc:
+            hostkeys.warn_malformed(path, number, str(exc).split(":", 1)[0])
+            kept.append("")
+    return "\n".join(kept)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -133,8 +133,10 @@ def trust_known_keys(client: paramiko.SSHClient, host: Host, options: ConnectOpt
     for line in hostkeys.key_lines(path, host.hostname, host.port):
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-        except paramiko.hostkeys.InvalidHostKey as exc:
-            raise HostKeyError(f"cannot read {path}: {exc}", host=host.name) from None
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError) as exc:
+            number = hostkeys.line_number(path, line)
+            hostkeys.warn_malformed(path, number, f"paramiko cannot read the key: {exc}")
+            continue  # skipped, as OpenSSH does
         if entry is not None and entry.key is not None:
             client.get_host_keys().add(token, entry.key.get_name(), entry.key)
 
