@@ -4,21 +4,27 @@ endless remote files, stale temporaries of killed puts, malformed known_hosts li
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hostbatch.api import RunOptions, get, run
+from hostbatch.api import RunOptions, get, run, transfer_async
 from hostbatch.engine.limits import Limits
 from hostbatch.logs import logger
-from hostbatch.models import Credentials, Event, Host, OutputChunk
+from hostbatch.models import Credentials, Event, Host, OutputChunk, Status, Transfer
 from hostbatch.output.live import LiveRenderer
 from hostbatch.testing import Fleet, FleetThread
 from hostbatch.testing.sshd import OpenSSHServer
-from hostbatch.transport.base import ConnectOptions
+from hostbatch.transport.base import ConnectOptions, Transport
+from hostbatch.transport.registry import get_transport
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +118,107 @@ def test_malformed_known_hosts_lines_are_skipped_with_one_warning_each(
         assert all(r.ok and r.stdout == b"in\n" for r in results.values()), results
     skipped = [m for m in warnings_logged if "skipping malformed known_hosts line" in m]
     assert sorted(m.split(": ", 1)[0] for m in skipped) == [f"{known_hosts}:{n}" for n in (1, 2, 3)]
+
+
+def _sshd_options(sshd: OpenSSHServer, transport: str) -> RunOptions:
+    connect = ConnectOptions(connect_timeout=5, known_hosts=str(sshd.known_hosts))
+    return RunOptions(Limits(), connect, transport=transport)
+
+
+def _sshd_host(sshd: OpenSSHServer, name: str = "h0") -> Host:
+    return Host(
+        name, sshd.host, sshd.port, Credentials(sshd.username, key_file=str(sshd.client_key))
+    )
+
+
+@pytest.mark.parametrize("transport", ["asyncssh", "paramiko"])
+def test_get_of_a_device_or_fifo_fails_that_host_only(
+    sshd: OpenSSHServer, sshd_remote_dir: Path, tmp_path: Path, transport: str
+) -> None:
+    os.mkfifo(sshd_remote_dir / "pipe")  # opening it would block the SFTP server
+    (sshd_remote_dir / "plain.txt").write_text("fine")
+    options = _sshd_options(sshd, transport)
+    out = tmp_path / "out"
+    for source in ("/dev/zero", str(sshd_remote_dir / "pipe")):
+        result = asyncio.run(
+            asyncio.wait_for(
+                transfer_async(
+                    Transfer("get", (source,), str(out)), [_sshd_host(sshd)], options=options
+                ),
+                30,
+            )
+        )["h0"]
+        assert result.status is Status.TRANSFER_FAILED
+        assert f"get {source}: not a regular file" in (result.error or "")
+    assert not list(out.rglob("*zero*")) and not list(out.rglob("*pipe*"))
+    fine = get(str(sshd_remote_dir / "plain.txt"), out, hosts=[_sshd_host(sshd)], options=options)
+    assert fine["h0"].ok and (out / "h0" / "plain.txt").read_text() == "fine"
+
+
+def _dense(path: Path, mebibytes: int) -> None:
+    block = os.urandom(1024 * 1024)
+    with path.open("wb") as handle:
+        for _ in range(mebibytes):
+            handle.write(block)
+
+
+async def _cancel_a_get(transport: Transport, remote: Path, local: Path) -> float:
+    """Start a get, cancel it once bytes arrived; seconds the cancellation took."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(transport.get(str(remote), local, lambda _d, _t: None))
+    deadline = loop.time() + 30
+    while not (local.exists() and local.stat().st_size > 0):
+        assert loop.time() < deadline and not task.done(), "the get never started"
+        await asyncio.sleep(0.002)
+    task.cancel()
+    started = loop.time()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return loop.time() - started
+
+
+@pytest.mark.parametrize("transport_name", ["asyncssh", "paramiko"])
+def test_a_cancelled_get_stops_copying_and_the_connection_still_works(
+    sshd: OpenSSHServer, sshd_remote_dir: Path, tmp_path: Path, transport_name: str
+) -> None:
+    remote, local = sshd_remote_dir / "big.bin", tmp_path / "big.part"
+    _dense(remote, 256)
+
+    async def scenario() -> None:
+        connect = ConnectOptions(connect_timeout=5, known_hosts=str(sshd.known_hosts))
+        transport = get_transport(transport_name)(_sshd_host(sshd), connect)
+        await transport.connect()
+        try:
+            assert await _cancel_a_get(transport, remote, local) < 2
+            others = asyncio.all_tasks() - {asyncio.current_task()}
+            requests = [t for t in others if "recv_packets" not in repr(t.get_coro())]
+            assert not requests, requests  # asyncssh: every SFTP request was cancelled too
+            deadline = asyncio.get_running_loop().time() + 10
+            while transport_name == "paramiko" and local.exists():  # its thread gave up
+                assert asyncio.get_running_loop().time() < deadline, "paramiko copies on"
+                await asyncio.sleep(0.01)
+            info = await transport.stat(str(remote))  # a new SFTP session if need be
+            assert info is not None and info.size == 256 * 1024 * 1024
+        finally:
+            await transport.close()
+
+    asyncio.run(scenario())
+
+
+def test_put_memory_is_bounded_when_the_server_advertises_4_mib_writes(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """asyncssh's SFTP server (the fleet's) advertises 4 MiB writes; asyncssh's put then
+    kept 8 x 4 MiB in flight per host (peak RSS ~250 MB here). Peak RSS of the CLI."""
+    source = tmp_path / "payload.bin"
+    _dense(source, 48)
+    inventory = fleet.write_inventory(tmp_path / "inventory", auth="key")
+    argv = [sys.executable, "-c", "from hostbatch.cli.app import main; main()", "put"]
+    argv += ["-i", str(inventory), "--known-hosts", str(fleet.known_hosts), "--ssh-config", ""]
+    argv += ["-h", "all", str(source), f"rss-{uuid.uuid4().hex[:8]}.bin"]
+    with (tmp_path / "stderr").open("w+") as errors:
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        assert child.returncode == 0, (tmp_path / "stderr").read_text()
+    assert usage.ru_maxrss < 160 * 1024, f"peak RSS {usage.ru_maxrss // 1024} MB"
