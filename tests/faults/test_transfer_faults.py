@@ -5,18 +5,20 @@ endless remote files, stale temporaries of killed puts, malformed known_hosts li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hostbatch.api import RunOptions, get, run, transfer_async
+from hostbatch.api import RunOptions, get, put, run, transfer_async
 from hostbatch.engine.limits import Limits
 from hostbatch.logs import logger
 from hostbatch.models import Credentials, Event, Host, OutputChunk, Status, Transfer
@@ -222,3 +224,54 @@ def test_put_memory_is_bounded_when_the_server_advertises_4_mib_writes(
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         assert child.returncode == 0, (tmp_path / "stderr").read_text()
     assert usage.ru_maxrss < 160 * 1024, f"peak RSS {usage.ru_maxrss // 1024} MB"
+
+
+def _inventory(sshd: OpenSSHServer, path: Path) -> Path:
+    path.write_text(
+        f"[h0]\nhostname = {sshd.host}\nport = {sshd.port}\nusername = {sshd.username}\n"
+        f"key_file = {sshd.client_key}\n"
+    )
+    return path
+
+
+def _kill_once_growing(directory: Path, pattern: str, child: subprocess.Popen[bytes]) -> Path:
+    """SIGKILL *child* once a file matching *pattern* has data; that file."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and child.poll() is None:
+        for candidate in directory.glob(pattern):
+            with contextlib.suppress(OSError):
+                if candidate.stat().st_size > 0:
+                    child.kill()
+                    child.wait(timeout=10)
+                    return candidate
+        time.sleep(0.005)
+    child.kill()
+    child.wait(timeout=10)
+    pytest.fail(f"no growing {pattern} (exit code {child.returncode})")
+
+
+def test_a_killed_puts_temporary_is_removed_by_the_next_put_there(
+    sshd: OpenSSHServer, sshd_remote_dir: Path, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.img"
+    _dense(big, 128)
+    argv = [sys.executable, "-c", "from hostbatch.cli.app import main; main()", "put"]
+    argv += ["-i", str(_inventory(sshd, tmp_path / "inv.ini")), "--known-hosts"]
+    argv += [str(sshd.known_hosts), "--ssh-config", "", str(big), f"{sshd_remote_dir}/"]
+    putter = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    left = _kill_once_growing(sshd_remote_dir, "big.img.hostbatch-*.tmp", putter)
+    assert left.exists() and not (sshd_remote_dir / "big.img").exists()  # kill -9 leaves it
+    two_hours_ago = time.time() - 7200
+    os.utime(left, (two_hours_ago, two_hours_ago))
+    running = sshd_remote_dir / "other.bin.hostbatch-0123abcd.tmp"  # a put running now
+    running.write_bytes(b"x")
+    unrelated = sshd_remote_dir / "notes.hostbatch-backup.tmp"  # not a name of ours
+    unrelated.write_bytes(b"y")
+    os.utime(unrelated, (two_hours_ago, two_hours_ago))
+    small = tmp_path / "small.txt"
+    small.write_text("next")
+    options = _sshd_options(sshd, "asyncssh")
+    result = put(small, f"{sshd_remote_dir}/", hosts=[_sshd_host(sshd)], options=options)["h0"]
+    assert result.ok, result.error
+    names = sorted(p.name for p in sshd_remote_dir.iterdir())
+    assert names == sorted(["small.txt", running.name, unrelated.name])
