@@ -119,7 +119,9 @@ def test_malformed_known_hosts_lines_are_skipped_with_one_warning_each(
         results = run("echo in", hosts=hosts, options=options)
         assert all(r.ok and r.stdout == b"in\n" for r in results.values()), results
     skipped = [m for m in warnings_logged if "skipping malformed known_hosts line" in m]
-    assert sorted(m.split(": ", 1)[0] for m in skipped) == [f"{known_hosts}:{n}" for n in (1, 2, 3)]
+    # (compared from the file name on: the log filter may mask a secret in the path)
+    where = sorted(m.split(": ", 1)[0].rsplit("/", 1)[-1] for m in skipped)
+    assert where == [f"known_hosts:{n}" for n in (1, 2, 3)]
 
 
 def _sshd_options(sshd: OpenSSHServer, transport: str) -> RunOptions:
