@@ -64,7 +64,10 @@ def warn_malformed(path: Path, number: int, reason: str) -> None:
         if (str(path), number) in _warned:
             return
         _warned.add((str(path), number))
-    logger.warning("%s:%d: skipping malformed known_hosts line (%s)", path, number, reason)
+    where = {"known_hosts": str(path), "known_hosts_line": number}  # for programs and tests
+    logger.warning(
+        "%s:%d: skipping malformed known_hosts line (%s)", path, number, reason, extra=where
+    )
 
 
 def _hashed_match(pattern: str, token: str) -> bool:
