@@ -35,8 +35,6 @@ from hostbatch.transport.base import RemoteStat, Transport
 
 PROGRESS_INTERVAL = 0.1
 CLEANUP_SECONDS = 5.0
-STALE_SECONDS = 3600.0  # a temporary untouched this long is a killed transfer's
-_TEMPORARY = re.compile(r"\.hostbatch-[0-9a-f]{8}\.tmp\Z")
 
 
 @dataclass(frozen=True)
@@ -172,6 +170,10 @@ async def remove_stale_temporaries(transport: Transport, directory: str) -> int:
             "removed %d stale temporary file(s) of killed transfers in %s", removed, directory
         )
     return removed
+
+
+STALE_SECONDS = 3600.0  # a temporary untouched this long is a killed transfer's
+_TEMPORARY = re.compile(r"\.hostbatch-[0-9a-f]{8}\.tmp\Z")
 
 
 def _temporary_suffix() -> str:
