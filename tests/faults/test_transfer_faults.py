@@ -9,6 +9,7 @@ import contextlib
 import io
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from hostbatch.logs import logger
 from hostbatch.models import Credentials, Event, Host, OutputChunk, Status, Transfer
 from hostbatch.output.live import LiveRenderer
 from hostbatch.testing import Fleet, FleetThread
-from hostbatch.testing.sshd import OpenSSHServer
+from hostbatch.testing.sshd import OpenSSHServer, _descendants
 from hostbatch.transport.base import ConnectOptions, Transport
 from hostbatch.transport.registry import get_transport
 
@@ -169,6 +170,12 @@ def _dense(path: Path, mebibytes: int) -> None:
             handle.write(block)
 
 
+def _tasks_left() -> list[asyncio.Task[object]]:
+    """Tasks of this loop but the current one and asyncssh's SFTP session reader."""
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    return [task for task in others if "recv_packets" not in repr(task.get_coro())]
+
+
 async def _cancel_a_get(transport: Transport, remote: Path, local: Path) -> float:
     """Start a get, cancel it once bytes arrived; seconds the cancellation took."""
     loop = asyncio.get_running_loop()
@@ -197,10 +204,10 @@ def test_a_cancelled_get_stops_copying_and_the_connection_still_works(
         await transport.connect()
         try:
             assert await _cancel_a_get(transport, remote, local) < 2
-            others = asyncio.all_tasks() - {asyncio.current_task()}
-            requests = [t for t in others if "recv_packets" not in repr(t.get_coro())]
-            assert not requests, requests  # asyncssh: every SFTP request was cancelled too
             deadline = asyncio.get_running_loop().time() + 10
+            while left := _tasks_left():  # asyncssh: requests cancelled, the file closed
+                assert asyncio.get_running_loop().time() < deadline, left
+                await asyncio.sleep(0.01)
             while transport_name == "paramiko" and local.exists():  # its thread gave up
                 assert asyncio.get_running_loop().time() < deadline, "paramiko copies on"
                 await asyncio.sleep(0.01)
@@ -280,3 +287,45 @@ def test_a_killed_puts_temporary_is_removed_by_the_next_put_there(
     assert result.ok, result.error
     names = sorted(p.name for p in sshd_remote_dir.iterdir())
     assert names == sorted(["small.txt", running.name, unrelated.name])
+
+
+def _signal_sessions(sshd: OpenSSHServer, number: signal.Signals) -> None:
+    """Send *number* to every connection process of *sshd* (not to its listener)."""
+    for pid in _descendants(sshd.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, number)
+
+
+@pytest.mark.parametrize("transport_name", ["asyncssh", "paramiko"])
+def test_a_get_from_a_server_gone_silent_can_be_cancelled(
+    sshd: OpenSSHServer, sshd_remote_dir: Path, tmp_path: Path, transport_name: str
+) -> None:
+    remote, local = sshd_remote_dir / "big.bin", tmp_path / "big.part"
+    _dense(remote, 256)
+
+    async def scenario() -> None:
+        connect = ConnectOptions(connect_timeout=5, known_hosts=str(sshd.known_hosts))
+        transport = get_transport(transport_name)(_sshd_host(sshd), connect)
+        await transport.connect()
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(transport.get(str(remote), local, lambda _d, _t: None))
+        try:
+            deadline = loop.time() + 30
+            while not (local.exists() and local.stat().st_size > 0):
+                assert loop.time() < deadline and not task.done(), "the get never started"
+                await asyncio.sleep(0.002)
+            _signal_sessions(sshd, signal.SIGSTOP)  # the server stops answering
+            task.cancel()
+            started = loop.time()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert loop.time() - started < 1
+            deadline = loop.time() + 10
+            while transport_name == "paramiko" and local.exists():  # its thread gave up
+                assert loop.time() < deadline, "paramiko's thread still waits on the server"
+                await asyncio.sleep(0.01)
+        finally:
+            _signal_sessions(sshd, signal.SIGCONT)
+            await transport.close()
+
+    asyncio.run(scenario())
