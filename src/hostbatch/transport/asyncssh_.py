@@ -13,7 +13,7 @@ import posixpath
 import signal
 import stat
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,6 +44,7 @@ IN_FLIGHT_PER_FILE = 2 * 1024 * 1024
 MAX_REQUESTS_PER_FILE = 128  # servers advertising small blocks (16 KiB when none)
 # Requests in flight across every transfer of a process: at most 64 MiB.
 TOTAL_REQUESTS = 256
+_closing: set[asyncio.Future[None]] = set()  # remote files closed in the background
 _budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
@@ -202,13 +203,35 @@ async def _pipelined(
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+@contextlib.asynccontextmanager
+async def _remote_file(
+    sftp: asyncssh.SFTPClient, path: str, mode: str
+) -> AsyncIterator[asyncssh.SFTPClientFile]:
+    """An open remote file, closed on the way out; after a failure or a cancellation
+    the close is not awaited (a server gone silent would hold the cancellation up)."""
+    handle = await sftp.open(path, mode, block_size=0)
+    try:
+        yield handle
+    except BaseException:
+        closing = asyncio.ensure_future(_close_quietly(handle))
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+        raise
+    await handle.close()
+
+
+async def _close_quietly(handle: asyncssh.SFTPClientFile) -> None:
+    with contextlib.suppress(Exception):  # failed or timed out: no news after a failure
+        await asyncio.wait_for(handle.close(), CLOSE_TIMEOUT)
+
+
 async def _upload(
     sftp: asyncssh.SFTPClient, local: Path, remote: str, progress: ProgressSink, *, preserve: bool
 ) -> None:
     block = min(BLOCK_SIZE, sftp.limits.max_write_len or BLOCK_SIZE)
     with local.open("rb") as source:
         info = os.fstat(source.fileno())
-        async with await sftp.open(remote, "wb", block_size=0) as target:
+        async with _remote_file(sftp, remote, "wb") as target:
 
             async def step(offset: int, length: int) -> None:
                 await target.write(os.pread(source.fileno(), length, offset), offset)
@@ -237,7 +260,7 @@ async def _download(
     block = min(BLOCK_SIZE, sftp.limits.max_read_len or BLOCK_SIZE)
     fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
-        async with await sftp.open(remote, "rb", block_size=0) as source:
+        async with _remote_file(sftp, remote, "rb") as source:
 
             async def step(offset: int, length: int) -> None:
                 while length > 0:  # a server may return less than asked: ask again
