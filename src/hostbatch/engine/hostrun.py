@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from hostbatch.engine.plan import Plan
-from hostbatch.engine.pool import TransportPool
+from hostbatch.engine.pool import Shared, TransportPool
 from hostbatch.engine.transfer import (
     ProgressMeter,
     TransferStats,
@@ -47,7 +47,7 @@ from hostbatch.models import (
     Stream,
     Transfer,
 )
-from hostbatch.transport.base import DeviceTransport, OutputSink, Transport
+from hostbatch.transport.base import DeviceTransport, OutputSink, SharesJumps, Transport
 from hostbatch.transport.registry import get_transport
 
 Emit = Callable[[Event], None]
@@ -214,14 +214,22 @@ async def _command_set(
     return outcome
 
 
-async def _open(plan: Plan, host: Host, pool: TransportPool | None) -> Transport:
-    """A connected transport: a new one, or the *pool*'s open one for *host*."""
+async def _open(
+    plan: Plan, host: Host, pool: TransportPool | None, shared: Shared | None
+) -> Transport:
+    """A connected transport: a new one, or the *pool*'s open one for *host*. Jump hosts
+    are reached over *shared* connections where the transport can (asyncssh)."""
     factory = get_transport(plan.transport_for(host))
+
+    def make(target: Host) -> Transport:
+        transport = factory(target, plan.options)
+        if shared is not None and isinstance(transport, SharesJumps):
+            transport.share_jumps(shared.jumps)
+        return transport
+
     if pool is not None:
-        return await pool.acquire(
-            host, lambda h: factory(h, plan.options), lambda t: _connect(t, plan, host)
-        )
-    transport = factory(host, plan.options)
+        return await pool.acquire(host, make, lambda t: _connect(t, plan, host))
+    transport = make(host)
     try:
         await _connect(transport, plan, host)
     except BaseException:
@@ -231,12 +239,17 @@ async def _open(plan: Plan, host: Host, pool: TransportPool | None) -> Transport
 
 
 async def run_host(
-    plan: Plan, host: Host, emit: Emit, pool: TransportPool | None = None
+    plan: Plan,
+    host: Host,
+    emit: Emit,
+    pool: TransportPool | None = None,
+    shared: Shared | None = None,
 ) -> HostResult:
     """Run the plan's operation on *host*; every failure becomes part of the result.
 
     With a *pool*, the host's open connection is reused (and kept open afterwards);
     a connection that failed is dropped from the pool so the next use reconnects.
+    *shared* is what the run's hosts share (jump-host connections); None: nothing.
     """
     started = time.time()
     emit(Started(host.name, started))
@@ -254,7 +267,7 @@ async def run_host(
     transport: Transport | None = None
     keep = True  # a pooled connection stays open unless it failed (cancelled: still fine)
     try:
-        transport = await _open(plan, host, pool)
+        transport = await _open(plan, host, pool, shared)
         outcome = await _operate(plan, host, transport, output, emit, outputs=outputs)
     except HostbatchError as exc:
         outcome.status, outcome.error = status_for(exc), exc.message

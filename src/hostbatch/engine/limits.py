@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from hostbatch.errors import UsageError
 from hostbatch.transport import base
+from hostbatch.transport.jump import DEFAULT_CHANNEL_BUDGET
 
 # The connect timeout is ConnectOptions.connect_timeout (the transports read it); its
 # default is repeated here for the CLI's option default.
@@ -41,6 +42,8 @@ class Limits:
     connect_retries: int = 0
     retry_backoff: float = 0.5
     workers: int | None = None  # None: chosen from the host count and cores
+    # hosts (direct-tcpip channels) per shared connection to a jump host (transport/jump.py)
+    jump_channels: int = DEFAULT_CHANNEL_BUDGET
 
     def __post_init__(self) -> None:
         if self.fanout is not None and self.fanout < 1:
@@ -49,6 +52,8 @@ class Limits:
             raise UsageError(f"command timeout must be positive (got {self.command_timeout})")
         if self.output_limit < 0 or self.connect_retries < 0:
             raise UsageError("output limit and retries cannot be negative")
+        if self.jump_channels < 1:
+            raise UsageError(f"jump channels must be at least 1 (got {self.jump_channels})")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"workers must be at least 1 (got {self.workers})")
 

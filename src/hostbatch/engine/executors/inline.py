@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from hostbatch.engine.hostrun import Emit, run_host
 from hostbatch.engine.plan import Plan
-from hostbatch.engine.pool import TransportPool
+from hostbatch.engine.pool import Shared, TransportPool
 from hostbatch.models import Finished, Host
 
 HostJob = Callable[[Host], Awaitable[None]]
@@ -26,9 +26,17 @@ async def for_each_host(hosts: Sequence[Host], fanout: int, job: HostJob) -> Non
 
 async def run_hosts(plan: Plan, emit: Emit, pool: TransportPool | None = None) -> None:
     """Run every host of *plan* with at most ``fanout`` at once; emits Finished for each.
-    With a *pool*, connections are reused and left open (the shell)."""
+    With a *pool*, connections are reused and left open (the shell); jump-host
+    connections are shared by the run's hosts (the pool's: kept open with it)."""
+    shared = pool.shared if pool is not None else Shared(plan.limits.jump_channels)
+    if pool is not None:
+        shared.jumps.forget_failures()
 
     async def one(host: Host) -> None:
-        emit(Finished(await run_host(plan, host, emit, pool)))
+        emit(Finished(await run_host(plan, host, emit, pool, shared)))
 
-    await for_each_host(plan.hosts, plan.limits.fanout_or_default(), one)
+    try:
+        await for_each_host(plan.hosts, plan.limits.fanout_or_default(), one)
+    finally:
+        if pool is None:
+            await shared.close()
