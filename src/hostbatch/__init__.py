@@ -48,6 +48,7 @@ from hostbatch.models import (
     Secret,
     Started,
     Status,
+    Throttled,
     Transfer,
 )
 from hostbatch.transport.base import ConnectOptions
@@ -89,6 +90,7 @@ __all__ = [
     "Started",
     "StartupDropped",
     "Status",
+    "Throttled",
     "Transfer",
     "TransportError",
     "UsageError",

@@ -236,4 +236,16 @@ class Finished:
         return self.result.host
 
 
-Event = Started | OutputChunk | Progress | Finished
+@dataclass(frozen=True)
+class Throttled:
+    """The server at ``address`` dropped connection starts before the SSH handshake (sshd's
+    MaxStartups); the engine backed off, retried them, and ended the run admitting
+    ``settled`` starts at once toward it. Sent once per address at the end of a run (by
+    each worker process, for its own hosts)."""
+
+    address: str  # host:port, "via JUMP" for hosts behind a jump host
+    settled: int
+    dropped: int
+
+
+Event = Started | OutputChunk | Progress | Finished | Throttled

@@ -23,7 +23,7 @@ THROTTLED = "10:30:100"  # OpenSSH's default MaxStartups
 
 
 def logins(server: OpenSSHServer) -> int:
-    return server.log_text().count("Accepted ")
+    return server.log_text().count("Accepted publickey for ")
 
 
 def login_host(server: OpenSSHServer, name: str, **fields: object) -> Host:
@@ -39,24 +39,6 @@ def known_hosts(tmp_path: Path, *servers: OpenSSHServer) -> Path:
 
 def options(known: Path, **limits: object) -> RunOptions:
     return RunOptions(Limits(**limits), ConnectOptions(connect_timeout=20, known_hosts=str(known)))  # type: ignore[arg-type]
-
-
-def test_hosts_behind_one_bastion_share_its_connection(
-    sshd_factory: SshdFactory, tmp_path: Path
-) -> None:
-    bastion = sshd_factory(max_startups=THROTTLED)
-    target = sshd_factory()
-    jump = login_host(bastion, "bastion1")
-    hosts = [login_host(target, f"h{i:03}", jump=jump) for i in range(200)]
-    results = run(
-        "echo $SSH_CLIENT", hosts=hosts, options=options(known_hosts(tmp_path, bastion, target))
-    )
-    failed = {name: r.error for name, r in results.items() if not r.ok}
-    assert not failed, list(failed.items())[:3]
-    assert 1 <= logins(bastion) <= 2
-    assert logins(target) == 200
-    # every host came through the bastion: the target saw the bastion's side of a tunnel
-    assert all(r.stdout.startswith(b"127.0.0.1 ") for r in results.values())
 
 
 def test_channel_budget_opens_another_connection(sshd_factory: SshdFactory, tmp_path: Path) -> None:

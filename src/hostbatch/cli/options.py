@@ -179,7 +179,9 @@ class EngineOptions(OptionGroup):
         default=0,
         type=click.IntRange(min=0),
         show_default=True,
-        help="Retry refused/unreachable connections, with backoff.",
+        help="Retry unreachable hosts and connect timeouts, with jittered backoff. "
+        "Refusals, auth and host-key failures are never retried; starts the server drops "
+        "(MaxStartups) always are.",
     )
     host_keys: HostKeyPolicy = option(  # noqa: RUF009 (a field spec, not a default)
         "--host-keys",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from hostbatch.engine.admission import Admission
 from hostbatch.models import Host
 from hostbatch.transport.base import Transport
 from hostbatch.transport.jump import DEFAULT_CHANNEL_BUDGET, JumpHub
@@ -16,10 +17,11 @@ Factory = Callable[[Host], Transport]
 
 class Shared:
     """What the hosts of one run (or of one Session, across its operations) share in one
-    process: connections to jump hosts."""
+    process: connections to jump hosts, and the admission of connection starts."""
 
     def __init__(self, jump_channels: int = DEFAULT_CHANNEL_BUDGET) -> None:
         self.jumps = JumpHub(jump_channels)
+        self.admission = Admission()
 
     async def close(self) -> None:
         await self.jumps.close()

@@ -27,7 +27,8 @@ async def for_each_host(hosts: Sequence[Host], fanout: int, job: HostJob) -> Non
 async def run_hosts(plan: Plan, emit: Emit, pool: TransportPool | None = None) -> None:
     """Run every host of *plan* with at most ``fanout`` at once; emits Finished for each.
     With a *pool*, connections are reused and left open (the shell); jump-host
-    connections are shared by the run's hosts (the pool's: kept open with it)."""
+    connections and the admission of starts are shared by the run's hosts (the pool's:
+    kept with it). Ends with a Throttled event per destination that dropped starts."""
     shared = pool.shared if pool is not None else Shared(plan.limits.jump_channels)
     if pool is not None:
         shared.jumps.forget_failures()
@@ -40,3 +41,5 @@ async def run_hosts(plan: Plan, emit: Emit, pool: TransportPool | None = None) -
     finally:
         if pool is None:
             await shared.close()
+    for event in shared.admission.reports():
+        emit(event)
