@@ -31,6 +31,7 @@ import random
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from hostbatch.logs import logger
 from hostbatch.models import Host, Throttled
 from hostbatch.transport.jump import hop_key
 
@@ -95,6 +96,7 @@ class Gate:
         if ticket.round == self.round:  # once per round: the first drop of a burst
             self.window = max(MIN_WINDOW, min(self.window, self.in_flight) * DECREASE)
             self.round += 1
+            logger.debug("%s dropped a start: %d starts at once now", self.label, self.limit)
         self._leave()
 
     def failed(self, _ticket: Ticket) -> None:
