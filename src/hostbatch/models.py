@@ -73,12 +73,24 @@ class Host:
     transport: str | None = None  # asyncssh | paramiko | netmiko; None: the run's default
     device_type: str | None = None  # netmiko device type, e.g. cisco_ios
     proxy_jump: str | None = None  # as written: an inventory host or [user@]host[:port]
-    jump: Host | None = None  # proxy_jump resolved at load: the host to tunnel through
+    # proxy_jump resolved at load: the host to tunnel through (the last hop); its own
+    # ``jump`` is the hop before it (ProxyJump a,b: jump is b, b.jump is a)
+    jump: Host | None = None
     source: str | None = None  # "path:line" where the host was defined
 
     @property
     def username(self) -> str | None:
         return self.credentials.username
+
+    @property
+    def jump_chain(self) -> tuple[Host, ...]:
+        """The jump hosts in connection order: the one connected to directly first."""
+        chain: list[Host] = []
+        hop = self.jump
+        while hop is not None:
+            chain.insert(0, hop)
+            hop = hop.jump
+        return tuple(chain)
 
 
 @dataclass(frozen=True)
@@ -254,4 +266,16 @@ class Finished:
         return self.result.host
 
 
-Event = Started | OutputChunk | Progress | Finished
+@dataclass(frozen=True)
+class Throttled:
+    """The server at ``address`` dropped connection starts before the SSH handshake (sshd's
+    MaxStartups); the engine backed off, retried them, and ended the run admitting
+    ``settled`` starts at once toward it. Sent once per address at the end of a run (by
+    each worker process, for its own hosts)."""
+
+    address: str  # host:port, "via JUMP" for hosts behind a jump host
+    settled: int
+    dropped: int
+
+
+Event = Started | OutputChunk | Progress | Finished | Throttled

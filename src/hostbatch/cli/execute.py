@@ -35,7 +35,7 @@ from hostbatch.engine.plan import Plan
 from hostbatch.errors import UsageError
 from hostbatch.logs import logger
 from hostbatch.models import CommandSet, Event, Finished, Host, HostResult, Transfer
-from hostbatch.output.gather import gathered, summary_lines
+from hostbatch.output.gather import ThrottleNotes, gathered, summary_lines
 from hostbatch.output.jsonl import result_line
 from hostbatch.output.live import LiveRenderer, display
 from hostbatch.output.progress import terminal_progress
@@ -167,9 +167,14 @@ def print_gathered(results: dict[str, HostResult]) -> None:
         click.echo(display(text).rstrip("\n"))
 
 
-def finish(results: dict[str, HostResult], began: float) -> NoReturn:
-    """The summary on stderr, then exit with the run's code."""
+def finish(
+    results: dict[str, HostResult], began: float, notes: ThrottleNotes | None = None
+) -> NoReturn:
+    """The summary on stderr (with where the servers throttled), then exit with the run's
+    code."""
     for line in summary_lines(results, time.monotonic() - began):
+        click.echo(line, err=True)
+    for line in notes.lines() if notes is not None else ():
         click.echo(line, err=True)
     raise SystemExit(exit_code_for(results))
 
@@ -189,12 +194,12 @@ def execute_command(
     run_options = engine.run_options(output_limit=output.output_limit)
     with applied(workflow, command, run_options) as (operation, options):
         plan = make_plan(operation, hosts, options)
-        sink = command_sink(hosts, output)
+        notes = ThrottleNotes(command_sink(hosts, output))
         began = time.monotonic()
-        results = run_plan_stoppable(plan, sink, after=AFTER_COMMAND)
+        results = run_plan_stoppable(plan, notes, after=AFTER_COMMAND)
     if output.gather and not output.as_json:
         print_gathered(results)
-    finish(results, began)
+    finish(results, began, notes)
 
 
 def execute_transfer(
@@ -204,5 +209,6 @@ def execute_transfer(
     _, hosts = load_selection(selection)
     plan = make_plan(transfer, hosts, engine.run_options())
     began = time.monotonic()
-    results = run_plan_stoppable(plan, terminal_progress(hosts), after=AFTER_TRANSFER)
-    finish(results, began)
+    notes = ThrottleNotes(terminal_progress(hosts))
+    results = run_plan_stoppable(plan, notes, after=AFTER_TRANSFER)
+    finish(results, began, notes)

@@ -43,6 +43,7 @@ from hostbatch.engine.limits import (
 )
 from hostbatch.models import Transfer
 from hostbatch.transport.base import DEFAULT_KNOWN_HOSTS, ConnectOptions, HostKeyPolicy
+from hostbatch.transport.jump import DEFAULT_CHANNEL_BUDGET
 from hostbatch.transport.registry import DEFAULT, NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -178,7 +179,9 @@ class EngineOptions(OptionGroup):
         default=0,
         type=click.IntRange(min=0),
         show_default=True,
-        help="Retry refused/unreachable connections, with backoff.",
+        help="Retry unreachable hosts and connect timeouts, with jittered backoff. "
+        "Refusals, auth and host-key failures are never retried; starts the server drops "
+        "(MaxStartups) always are.",
     )
     host_keys: HostKeyPolicy = option(  # noqa: RUF009 (a field spec, not a default)
         "--host-keys",
@@ -200,6 +203,13 @@ class EngineOptions(OptionGroup):
         type=click.IntRange(min=1),
         help="Worker processes. Default: 1 for small runs, else one per core.",
     )
+    jump_channels: int = option(
+        "--jump-channels",
+        default=DEFAULT_CHANNEL_BUDGET,
+        type=click.IntRange(min=1),
+        show_default=True,
+        help="Hosts per shared connection to a jump host; more hosts open another one.",
+    )
 
     def run_options(self, *, output_limit: int = DEFAULT_OUTPUT_LIMIT) -> RunOptions:
         """The API's RunOptions; warns on stderr when host key checking is off."""
@@ -211,6 +221,7 @@ class EngineOptions(OptionGroup):
             output_limit=output_limit,
             connect_retries=self.retries,
             workers=self.workers,
+            jump_channels=self.jump_channels,
         )
         connect = ConnectOptions(
             connect_timeout=self.connect_timeout,

@@ -24,9 +24,11 @@ from hostbatch.errors import (
     CommandTimeout,
     ConnectError,
     ConnectionLost,
+    ConnectionRefused,
     ConnectTimeout,
     HostKeyError,
     RemoteFileError,
+    StartupDropped,
     TransportError,
 )
 from hostbatch.models import Host
@@ -38,6 +40,7 @@ from hostbatch.transport.base import (
     RemoteStat,
     StdinSource,
 )
+from hostbatch.transport.jump import JumpHub, Lease, hop_key
 
 READ_SIZE = 65536
 # Bytes in flight per file: 2 MiB, sshd's channel window, as 8 requests of ~255 KiB (what
@@ -59,6 +62,15 @@ _budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore
 # The rest of asyncssh's default list follows, so any server still negotiates.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 CLOSE_TIMEOUT = 2.0
+# A close or reset before the key exchange ended: sshd's MaxStartups drops connections
+# right after accept (asyncssh reports EOF as ConnectionLost; a reset is an OSError).
+_DROPPED = (
+    asyncssh.ConnectionLost,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+    asyncio.IncompleteReadError,
+)
 _key_cache: dict[tuple[str, str | None], asyncssh.SSHKey] = {}
 _known_cache: dict[tuple[str, float], asyncssh.SSHKnownHosts] = {}
 
@@ -303,6 +315,10 @@ class _Client(asyncssh.SSHClient):
         self.host = host
         self.options = options
         self.verdict: str | None = None  # "unknown" | "changed"
+        self.key_exchanged = False  # auth began: the banner and key exchange are done
+
+    def begin_auth(self, username: str) -> None:
+        self.key_exchanged = True
 
     def validate_host_public_key(
         self, host: str, addr: str, port: int, key: asyncssh.SSHKey
@@ -329,7 +345,16 @@ class AsyncsshTransport:
         self.options = options
         self._conn: asyncssh.SSHClientConnection | None = None
         self._jump: AsyncsshTransport | None = None
+        self._hub: JumpHub | None = None
+        self._lease: Lease[AsyncsshTransport] | None = None
         self._sftp_client: asyncssh.SFTPClient | None = None
+
+    def share_jumps(self, hub: JumpHub) -> None:
+        """Reach this host's jump hosts over *hub*'s shared connections."""
+        self._hub = hub
+
+    def alive(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
 
     def _connect_kwargs(self) -> dict[str, Any]:
         creds = self.host.credentials
@@ -364,15 +389,9 @@ class AsyncsshTransport:
     async def connect(self) -> None:
         client = _Client(self.host, self.options)
         kwargs = self._connect_kwargs()
+        await self._leave_jump()  # a retry starts afresh
         if self.host.jump is not None:
-            self._jump = AsyncsshTransport(self.host.jump, self.options)
-            try:
-                await self._jump.connect()
-            except TransportError as exc:
-                raise type(exc)(
-                    f"via jump host {self.host.jump.name}: {exc.message}", host=self.host.name
-                ) from None
-            kwargs["tunnel"] = self._jump.conn
+            kwargs["tunnel"] = await self._tunnel(self.host.jump)
         try:
             self._conn = await asyncio.wait_for(
                 asyncssh.connect(self.host.hostname, client_factory=lambda: client, **kwargs),
@@ -389,6 +408,39 @@ class AsyncsshTransport:
         except Exception as exc:
             raise self._translate(exc, client) from None
 
+    async def _tunnel(self, jump: Host) -> asyncssh.SSHClientConnection:
+        """The connection to tunnel through: shared over the hub, else this host's own."""
+        try:
+            if self._hub is None:
+                self._jump = AsyncsshTransport(jump, self.options)
+                await self._jump.connect()
+                return self._jump.conn
+            self._lease = await self._hub.lease(
+                hop_key(jump), jump.name, functools.partial(self._open_jump, jump, self._hub)
+            )
+            return self._lease.connection.conn
+        except TransportError as exc:
+            raise type(exc)(
+                f"via jump host {jump.name}: {exc.message}", host=self.host.name
+            ) from None
+
+    async def _open_jump(self, jump: Host, hub: JumpHub) -> AsyncsshTransport:
+        """A connection to *jump* for the hub to share (its own jumps shared as well)."""
+        transport = AsyncsshTransport(jump, self.options)
+        transport.share_jumps(hub)
+        try:
+            await transport.connect()
+        except BaseException:
+            await transport.close()
+            raise
+        return transport
+
+    def _jump_note(self) -> str:
+        """Why a connection through a shared jump host was lost, when the jump was."""
+        if self._lease is not None and not self._lease.connection.alive():
+            return f" (the connection to jump host {self._lease.connection.host.name} was lost)"
+        return ""
+
     def _translate(self, exc: BaseException, client: _Client) -> TransportError:
         name, where = self.host.name, f"{self.host.hostname}:{self.host.port}"
         path = self.options.known_hosts_path
@@ -400,7 +452,11 @@ class AsyncsshTransport:
             kind = self.host.credentials.auth_kind
             return AuthenticationError(f"authentication failed (offered: {kind})", host=name)
         if isinstance(exc, ConnectionRefusedError):
-            return ConnectError(f"connection refused ({where})", host=name)
+            return ConnectionRefused(f"connection refused ({where})", host=name)
+        if not client.key_exchanged and isinstance(exc, _DROPPED):
+            return StartupDropped(
+                f"connection closed by the server before the SSH handshake ({where})", host=name
+            )
         if isinstance(exc, asyncssh.DisconnectError | asyncssh.ConnectionLost):
             return ConnectError(f"connection closed during login: {exc.reason}", host=name)
         if isinstance(exc, OSError):
@@ -443,7 +499,7 @@ class AsyncsshTransport:
             ) from None
         except (asyncssh.Error, OSError) as exc:
             raise ConnectionLost(
-                f"connection lost during command: {exc}", host=self.host.name
+                f"connection lost during command: {exc}{self._jump_note()}", host=self.host.name
             ) from None
         except asyncio.CancelledError:  # Ctrl-C in the shell: stop the remote command too
             await asyncio.shield(self._terminate(process))
@@ -585,5 +641,12 @@ class AsyncsshTransport:
             with contextlib.suppress(Exception):
                 conn.close()
                 await asyncio.wait_for(conn.wait_closed(), CLOSE_TIMEOUT)
-        if self._jump is not None:
-            await self._jump.close()
+        await self._leave_jump()
+
+    async def _leave_jump(self) -> None:
+        jump, self._jump = self._jump, None
+        if jump is not None:
+            await jump.close()
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
