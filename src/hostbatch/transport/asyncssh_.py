@@ -71,7 +71,11 @@ _DROPPED = (
     BrokenPipeError,
     asyncio.IncompleteReadError,
 )
-_key_cache: dict[tuple[str, str | None], asyncssh.SSHKey] = {}
+_KeyId = tuple[str, str | None]
+_key_cache: dict[_KeyId, asyncssh.SSHKey] = {}
+_keys_loading: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[_KeyId, asyncio.Future[asyncssh.SSHKey]]
+] = weakref.WeakKeyDictionary()
 _known_cache: dict[tuple[str, float], asyncssh.SSHKnownHosts] = {}
 
 
@@ -86,16 +90,34 @@ def _cipher_preference() -> list[str]:
     return _ciphers
 
 
-def _load_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
-    """Read a private key once per process (many hosts share one key file)."""
-    cache_key = (path, passphrase)
-    if cache_key not in _key_cache:
-        try:
-            _key_cache[cache_key] = asyncssh.read_private_key(path, passphrase)
-        except (OSError, asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
-            reason = "wrong or missing passphrase" if "passphrase" in str(exc).lower() else exc
-            raise AuthenticationError(f"cannot load key file {path}: {reason}", host=host) from None
-    return _key_cache[cache_key]
+def _read_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
+    try:
+        return asyncssh.read_private_key(path, passphrase)
+    except (OSError, asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+        reason = "wrong or missing passphrase" if "passphrase" in str(exc).lower() else exc
+        raise AuthenticationError(f"cannot load key file {path}: {reason}", host=host) from None
+
+
+async def _load_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
+    """Read a private key once per process (many hosts share one key file), in a thread:
+    decrypting a passphrase-protected key takes seconds of bcrypt rounds, which on the
+    event loop stalled every other host's handshake past its connect timeout. Hosts that
+    need the key meanwhile wait for the same read."""
+    key_id = (path, passphrase)
+    if key_id in _key_cache:
+        return _key_cache[key_id]
+    loading = _keys_loading.setdefault(asyncio.get_running_loop(), {})
+    future = loading.get(key_id)
+    if future is None:
+        future = asyncio.ensure_future(asyncio.to_thread(_read_key, path, passphrase, host))
+        loading[key_id] = future
+        future.add_done_callback(lambda _: loading.pop(key_id, None))
+    try:
+        key = await asyncio.shield(future)
+    except AuthenticationError as exc:
+        raise AuthenticationError(exc.message, host=host) from None
+    _key_cache[key_id] = key
+    return key
 
 
 def _known_hosts(path: Path) -> asyncssh.SSHKnownHosts | bytes:
@@ -348,6 +370,7 @@ class AsyncsshTransport:
         self._hub: JumpHub | None = None
         self._lease: Lease[AsyncsshTransport] | None = None
         self._sftp_client: asyncssh.SFTPClient | None = None
+        self._key: asyncssh.SSHKey | None = None  # the host's key file, loaded by connect()
 
     def share_jumps(self, hub: JumpHub) -> None:
         """Reach this host's jump hosts over *hub*'s shared connections."""
@@ -377,8 +400,7 @@ class AsyncsshTransport:
         if creds.password is not None:
             kwargs["password"] = creds.password.reveal()
         if creds.key_file is not None:
-            passphrase = creds.passphrase.reveal() if creds.passphrase else None
-            kwargs["client_keys"] = [_load_key(creds.key_file, passphrase, self.host.name)]
+            kwargs["client_keys"] = [self._key]
         elif creds.password is not None:
             kwargs["client_keys"] = None  # password only: no default keys, no agent
             kwargs["agent_path"] = None
@@ -388,6 +410,10 @@ class AsyncsshTransport:
 
     async def connect(self) -> None:
         client = _Client(self.host, self.options)
+        creds = self.host.credentials
+        if creds.key_file is not None:
+            passphrase = creds.passphrase.reveal() if creds.passphrase else None
+            self._key = await _load_key(creds.key_file, passphrase, self.host.name)
         kwargs = self._connect_kwargs()
         await self._leave_jump()  # a retry starts afresh
         if self.host.jump is not None:
