@@ -8,7 +8,7 @@ import click
 
 from hostbatch.cli.common import handle_errors
 from hostbatch.cli.execute import execute_command
-from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions
+from hostbatch.cli.options import EngineOptions, JournalOptions, OutputOptions, SelectionOptions
 from hostbatch.errors import UsageError
 from hostbatch.models import CommandSet
 
@@ -17,6 +17,7 @@ from hostbatch.models import CommandSet
 @SelectionOptions.options
 @EngineOptions.options
 @OutputOptions.options
+@JournalOptions.options
 @click.option(
     "-c",
     "--cmd",
@@ -55,6 +56,7 @@ def run_command(
     selection: SelectionOptions,
     engine: EngineOptions,
     output: OutputOptions,
+    journal: JournalOptions,
 ) -> None:
     """Run one command on every selected host in parallel, output streamed live.
 
@@ -70,6 +72,14 @@ def run_command(
       hostbatch run -g all -b -- cat /etc/os-release     (identical outputs folded)
       hostbatch run -g routers -c 'show version' -c 'show running-config' --json
       hostbatch run -g switches --config 'vlan 42' --config 'name lab' --save
+      hostbatch run --rerun last:failed -- systemctl restart nginx
+      hostbatch run -h '@run:41:unreachable,!web07' -- uptime
+      hostbatch run -g web -B --mask '\\d+' -- 'pgrep -a nginx'   (pids folded)
+      hostbatch run -g web --outdir out/ --errdir err/ -- dmesg
+      hostbatch run -g web --events -- uptime | jq -c 'select(.event=="summary")'
+
+    Every run is recorded in the run journal ('hostbatch history', 'hostbatch show
+    last'); --no-journal leaves this one out.
     """
     if cmd and command:
         raise UsageError("give the command either with -c or as arguments, not both")
@@ -77,7 +87,8 @@ def run_command(
     lines = list(config)
     if config_file is not None:
         lines += [line.rstrip("\n") for line in config_file if line.strip()]
-    execute_command(selection, _operation(commands, tuple(lines), save, parse), engine, output)
+    operation = _operation(commands, tuple(lines), save, parse)
+    execute_command(selection, operation, engine, output, journal)
 
 
 def _operation(

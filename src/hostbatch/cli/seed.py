@@ -11,6 +11,7 @@ from hostbatch.cli.common import CONTEXT_SETTINGS, handle_errors, run_main
 from hostbatch.cli.execute import execute_command, execute_transfer
 from hostbatch.cli.options import (
     EngineOptions,
+    JournalOptions,
     LogOptions,
     OutputOptions,
     SelectionOptions,
@@ -23,6 +24,7 @@ from hostbatch.errors import UsageError
 @SelectionOptions.options
 @EngineOptions.options
 @OutputOptions.options
+@JournalOptions.options
 @click.option("-cmd", "--cmd", "cmd", required=True, help="The command to run on every host.")
 @LogOptions.options
 @handle_errors
@@ -32,6 +34,7 @@ def batch_run(
     selection: SelectionOptions,
     engine: EngineOptions,
     output: OutputOptions,
+    journal: JournalOptions,
 ) -> None:
     """Run one command on hosts and groups (seed-compatible form of ``hostbatch run``).
 
@@ -40,7 +43,7 @@ def batch_run(
       batch_run -h h1,h2,h3 -g web_clusters,db_servers -cmd "df -h"
     """
     log.configure()
-    execute_command(selection, cmd, engine, output)
+    execute_command(selection, cmd, engine, output, journal)
 
 
 def batch_run_main() -> None:
@@ -51,6 +54,7 @@ def batch_run_main() -> None:
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@JournalOptions.options
 @click.option(
     "-action",
     "--action",
@@ -84,6 +88,7 @@ def batch_scp(
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
+    journal: JournalOptions,
 ) -> None:
     """Copy files to or from hosts and groups (seed-compatible form of put/get).
 
@@ -101,7 +106,7 @@ def batch_scp(
         if len(local) != 1:
             raise UsageError("get takes one -local directory")
         transfer = copy.transfer("get", remote, local[0])
-    execute_transfer(selection, transfer, engine)
+    execute_transfer(selection, transfer, engine, journal)
 
 
 def batch_scp_main() -> None:
