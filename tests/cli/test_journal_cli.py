@@ -104,10 +104,15 @@ def test_mixed_run_is_recorded_then_rerun_by_status(
     assert again.returncode == 3, again.stderr
     assert ran_hosts(again) == {"node03", "node04", "node05", "node06"}
     assert recorded_runs(journal)[0]["selection"] == "--rerun last:failed"
-    picked = cli(
-        fleet, journal, "run", "--rerun", "1:ok,auth_failed", "-h", "!node02", "--json", "true"
+    started, inventory = fleet
+    picked = run_cli(  # the seed's form takes --rerun too
+        *("-i", str(inventory), "--known-hosts", str(started.known_hosts)),
+        *("--journal", str(journal), "--rerun", "1:ok,auth_failed", "-h", "!node02"),
+        *("--json", "-cmd", "true"),
+        program="batch_run",
     )
     assert ran_hosts(picked) == {"node01", "node03", "node07"}
+    assert recorded_runs(journal)[0]["selection"] == "--rerun 1:ok,auth_failed -h !node02"
     assert_no_secret(fleet[0], journal)
 
 
@@ -244,7 +249,9 @@ def test_two_cli_runs_at_once_both_land_whole(fleet: tuple[Fleet, Path], tmp_pat
 
 
 @pytest.mark.sshd
-def test_sshd_run_outdir_events_and_journal(sshd: OpenSSHServer, tmp_path: Path) -> None:
+def test_sshd_run_outdir_events_and_journal(
+    sshd: OpenSSHServer, sshd_remote_dir: Path, tmp_path: Path
+) -> None:
     inventory = tmp_path / "hosts.ini"
     inventory.write_text(
         "".join(
@@ -271,3 +278,16 @@ def test_sshd_run_outdir_events_and_journal(sshd: OpenSSHServer, tmp_path: Path)
     assert run["exit_code"] == 0 and run["counts"] == {"ok": 2}
     hosts = recorded_hosts(journal, "last")
     assert [host["stdout_bytes"] for host in hosts] == [len(expected)] * 2
+    local = tmp_path / "app.conf"
+    local.write_bytes(b"x" * 1000)
+    put = run_cli(
+        "put",
+        *("-i", str(inventory), "--known-hosts", str(sshd.known_hosts), "--ssh-config", ""),
+        *("--journal", str(journal), "-h", "h1,h2", str(local), f"{sshd_remote_dir}/"),
+    )
+    assert put.returncode == 0, put.stderr
+    assert f"run {run['id'] + 1} recorded" in put.stderr
+    transfer = recorded_runs(journal)[0]
+    assert transfer["kind"] == "put" and transfer["counts"] == {"ok": 2}
+    assert transfer["operation"] == f"{local} -> {sshd_remote_dir}/"
+    assert [h["bytes_transferred"] for h in recorded_hosts(journal, "last")] == [1000, 1000]
