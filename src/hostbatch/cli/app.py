@@ -28,6 +28,12 @@ Exit codes:
   143  terminated (SIGTERM); remote commands stopped, connections closed
 
 \b
+Run journal (every run, put, get and shell line; --no-journal to skip one):
+  hostbatch history          recent runs;  hostbatch show last: one run, host by host
+  hostbatch run --rerun last:failed -- CMD      again on the hosts that failed
+  $HOSTBATCH_JOURNAL or --journal PATH          another journal file
+
+\b
 Diagnostics on stderr (secrets masked):
   hostbatch -v run ...       info;  -vv or --debug: debug, SSH libraries included
   HOSTBATCH_LOG=debug|info|warning   the same without flags

@@ -21,7 +21,7 @@ from hostbatch.logs import logger
 from hostbatch.models import Host, HostResult, Secret, Status
 
 if TYPE_CHECKING:
-    from hostbatch.cli.options import SelectionOptions
+    from hostbatch.cli.options import JournalOptions, SelectionOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,18 +123,23 @@ def ask_password(text: str) -> str:
 
 
 def load_selection(
-    selection: SelectionOptions, *, prompt: Callable[[str], str] = ask_password
+    selection: SelectionOptions,
+    journal: JournalOptions | None = None,
+    *,
+    prompt: Callable[[str], str] = ask_password,
 ) -> tuple[Inventory, list[Host]]:
-    """Load the inventory, print its warnings, apply --ask-pass, and select hosts."""
+    """Load the inventory, print its warnings, apply --ask-pass, and select hosts
+    (``--rerun`` and ``@run:`` terms looked up in *journal*'s file)."""
     inventory = load_inventory(selection.inventory, ssh_config=selection.ssh_config or None)
     for message in inventory.warnings:
         warn(message)
     if selection.ask_pass:
         inventory = inventory.with_password(Secret(prompt("SSH password: ")))
     hosts = inventory.select(
-        hosts=_nonempty(selection.hosts),
+        hosts=_nonempty(selection.host_terms()),
         groups=_nonempty(selection.groups),
         patterns=_nonempty(selection.patterns),
+        runs=None if journal is None else journal.run_hosts,
     )
     logger.debug("selected %d host(s): %s", len(hosts), ", ".join(h.name for h in hosts[:20]))
     return inventory, hosts

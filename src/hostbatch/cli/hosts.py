@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from hostbatch.cli.common import handle_errors, load_selection
-from hostbatch.cli.options import SelectionOptions
+from hostbatch.cli.options import JournalOptions, SelectionOptions
 from hostbatch.models import Host
 
 MASK = "********"
@@ -59,10 +59,13 @@ def format_table(hosts: list[Host]) -> str:
 
 @click.command("hosts")
 @SelectionOptions.options
+@JournalOptions.options
 @click.argument("patterns", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one list) for scripts.")
 @handle_errors
-def hosts_command(patterns: tuple[str, ...], as_json: bool, selection: SelectionOptions) -> None:
+def hosts_command(
+    patterns: tuple[str, ...], as_json: bool, selection: SelectionOptions, journal: JournalOptions
+) -> None:
     """List the selected hosts: name, groups, address, port, user, auth kind, transport.
 
     Passwords are always shown masked.
@@ -72,8 +75,9 @@ def hosts_command(patterns: tuple[str, ...], as_json: bool, selection: Selection
       hostbatch hosts                          every host
       hostbatch hosts -g web_clusters,db_servers
       hostbatch hosts 'web[01-03]' '!web02' --json
+      hostbatch hosts '@run:last:unreachable' '!web07'    (hosts of the last run)
     """
-    inventory, selected = load_selection(replace(selection, patterns=patterns))
+    inventory, selected = load_selection(replace(selection, patterns=patterns), journal)
     if as_json:
         click.echo(json.dumps([host_record(h) for h in selected], indent=2))
     elif not selected:  # only an empty inventory: an empty selection is an error

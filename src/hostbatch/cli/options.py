@@ -27,6 +27,7 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TextIO, TypeVar
 
 import click
@@ -41,7 +42,11 @@ from hostbatch.engine.limits import (
     SESSIONS_PER_WORKER_BLOCKING,
     Limits,
 )
+from hostbatch.errors import SelectionError, UsageError
+from hostbatch.journal import Journal, default_journal_path, hosts_of_run_term
 from hostbatch.models import Transfer
+from hostbatch.output.files import OutputFiles
+from hostbatch.output.gather import OutputMask, compile_masks
 from hostbatch.transport.base import DEFAULT_KNOWN_HOSTS, ConnectOptions, HostKeyPolicy
 from hostbatch.transport.jump import DEFAULT_CHANNEL_BUDGET
 from hostbatch.transport.registry import DEFAULT, NAMES
@@ -137,7 +142,63 @@ class SelectionOptions(OptionGroup):
         metavar="PATH",
         help="OpenSSH client config filling in unset values; '' to ignore it.",
     )
+    rerun: str | None = option(
+        "--rerun",
+        metavar="RUN[:STATUS,...]",
+        help="The hosts of an earlier run (an id, last, last~N; see 'hostbatch history') "
+        "that ended with STATUS: failed (every status but ok), ok, unreachable, "
+        "auth_failed, timed_out, command_failed, ... Combines with -h/-g and '!'.",
+    )
     patterns: tuple[str, ...] = ()  # positional patterns (hostbatch hosts), not an option
+
+    def host_terms(self) -> list[str]:
+        """-h's terms, led by ``@run:RUN:S+S`` for --rerun (so a later ``!host`` removes
+        from the re-run's hosts)."""
+        if not self.rerun:
+            return list(self.hosts)
+        ref, _, statuses = self.rerun.partition(":")
+        term = f"@run:{ref}" + (f":{statuses.replace(',', '+')}" if statuses else "")
+        return [term, *self.hosts]
+
+    def describe(self) -> str:
+        """The selection as typed (the journal's ``selection``): ``--rerun 41:failed -h x``."""
+        words = [f"--rerun {self.rerun}"] if self.rerun else []
+        words += [f"-h {value}" for value in self.hosts]
+        words += [f"-g {value}" for value in self.groups]
+        return " ".join([*words, *self.patterns]) or "all"
+
+
+@dataclass(frozen=True)
+class JournalOptions(OptionGroup):
+    """The run journal: where it is, and whether this run is recorded."""
+
+    keyword: ClassVar[str] = "journal"
+
+    journal_path: str | None = option(
+        "--journal",
+        metavar="PATH",
+        help="The run journal (recorded runs, --rerun, @run:). Default: $HOSTBATCH_JOURNAL, "
+        "else $XDG_STATE_HOME/hostbatch/journal.sqlite (~/.local/state/hostbatch/).",
+    )
+    no_journal: bool = option(
+        "--no-journal",
+        default=False,
+        is_flag=True,
+        help="Do not record this run (--rerun and @run: still read the journal).",
+    )
+
+    def path(self) -> Path:
+        return Path(self.journal_path).expanduser() if self.journal_path else default_journal_path()
+
+    def run_hosts(self, term: str) -> list[str]:
+        """Host names for ``@run:TERM`` / ``--rerun TERM`` (``RUN[:STATUS+STATUS]``);
+        SelectionError (exit 2) when there is no such run."""
+        where = self.path()
+        if not where.exists():
+            ref = term.partition(":")[0]
+            raise SelectionError(f"no run '{ref}': no run recorded yet (no journal {where})")
+        with Journal.open(where) as journal:
+            return hosts_of_run_term(journal, term)
 
 
 @dataclass(frozen=True)
@@ -254,6 +315,38 @@ class OutputOptions(OptionGroup):
         is_flag=True,
         help="No live lines: print each distinct output once with its hosts folded.",
     )
+    gather_after: bool = option(
+        "-B",
+        "--gather-after",
+        default=False,
+        is_flag=True,
+        help="Live lines, then each distinct output once with its hosts folded (as -b).",
+    )
+    masks: tuple[str, ...] = option(
+        "--mask",
+        default=(),
+        multiple=True,
+        metavar="REGEX",
+        help="With -b/-B: replace matches by <maskN> before outputs are compared, so "
+        "outputs differing only in timestamps or pids fold together (repeatable).",
+    )
+    events: bool = option(
+        "--events",
+        default=False,
+        is_flag=True,
+        help="NDJSON on stdout: every event as it happens (started, stdout, stderr, "
+        "finished), then one summary object with the journal's run id.",
+    )
+    outdir: str | None = option(
+        "--outdir",
+        metavar="DIR",
+        help="Write each host's full stdout to DIR/<host> (complete files only).",
+    )
+    errdir: str | None = option(
+        "--errdir",
+        metavar="DIR",
+        help="With --outdir: each host's full stderr to DIR/<host>.",
+    )
     color: bool | None = option("--color/--no-color", help="Default: colour on a terminal.")
     output_limit: int = option(
         "--output-limit",
@@ -262,6 +355,26 @@ class OutputOptions(OptionGroup):
         show_default=True,
         help="Bytes of stdout and of stderr kept per host (the tail); live output is never cut.",
     )
+
+    def checked_masks(self) -> tuple[OutputMask, ...]:
+        """Check that the output options go together (UsageError, exit 2, before anything
+        runs); the compiled --mask patterns."""
+        if self.events and (self.as_json or self.gather or self.gather_after):
+            raise UsageError("--events cannot be combined with --json, -b or -B")
+        if self.gather and self.gather_after:
+            raise UsageError("give -b (gathered only) or -B (live, then gathered), not both")
+        if self.masks and not (self.gather or self.gather_after):
+            raise UsageError("--mask applies to gathered output: add -b or -B")
+        if self.errdir and not self.outdir:
+            raise UsageError("--errdir needs --outdir")
+        return compile_masks(self.masks)
+
+    def output_files(self) -> OutputFiles | None:
+        """The --outdir/--errdir sink (folders created now), or None."""
+        if not self.outdir:
+            return None
+        errdir = Path(self.errdir).expanduser() if self.errdir else None
+        return OutputFiles(Path(self.outdir).expanduser(), errdir)
 
     def use_color(self, stream: TextIO | None = None) -> bool:
         """--color/--no-color, else colour when *stream* (stdout) is a terminal."""

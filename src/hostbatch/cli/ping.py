@@ -10,7 +10,7 @@ import click
 
 from hostbatch.cli.common import EXIT_OK, EXIT_UNREACHABLE, handle_errors, load_selection
 from hostbatch.cli.execute import run_stoppable
-from hostbatch.cli.options import EngineOptions, SelectionOptions
+from hostbatch.cli.options import EngineOptions, JournalOptions, SelectionOptions
 from hostbatch.engine.probe import ProbeResult, probe_all
 from hostbatch.inventory.patterns import fold_text
 
@@ -39,9 +39,12 @@ def format_table(results: list[ProbeResult]) -> str:
 @click.command("ping")
 @SelectionOptions.options
 @EngineOptions.options
+@JournalOptions.options
 @click.option("--json", "as_json", is_flag=True, help="A JSON list for scripts.")
 @handle_errors
-def ping_command(as_json: bool, selection: SelectionOptions, engine: EngineOptions) -> None:
+def ping_command(
+    as_json: bool, selection: SelectionOptions, engine: EngineOptions, journal: JournalOptions
+) -> None:
     """Check every selected host in parallel: TCP connect time to the SSH port, the SSH
     banner, and whether login succeeds with its credentials.
 
@@ -52,8 +55,9 @@ def ping_command(as_json: bool, selection: SelectionOptions, engine: EngineOptio
     Examples:
       hostbatch ping -g web_clusters
       hostbatch ping -h 'db[01-12]' --connect-timeout 3 --json
+      hostbatch ping --rerun last:unreachable
     """
-    _, hosts = load_selection(selection)
+    _, hosts = load_selection(selection, journal)
     options = engine.without_command_timeout().run_options()
     results = run_stoppable(
         lambda _: probe_all(

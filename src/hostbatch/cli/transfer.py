@@ -8,7 +8,7 @@ import click
 
 from hostbatch.cli.common import handle_errors
 from hostbatch.cli.execute import execute_transfer
-from hostbatch.cli.options import EngineOptions, SelectionOptions, TransferOptions
+from hostbatch.cli.options import EngineOptions, JournalOptions, SelectionOptions, TransferOptions
 from hostbatch.errors import UsageError
 from hostbatch.models import Transfer
 
@@ -26,6 +26,7 @@ def _transfer(
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@JournalOptions.options
 @click.argument("paths", nargs=-1, required=True, metavar="LOCAL... REMOTE")
 @handle_errors
 def put_command(
@@ -33,6 +34,7 @@ def put_command(
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
+    journal: JournalOptions,
 ) -> None:
     """Copy local files to every selected host.
 
@@ -45,14 +47,16 @@ def put_command(
       hostbatch put -g web_clusters app.tar.gz /tmp/
       hostbatch put -h 'web[01-05]' -r -p conf/ /etc/myapp/
       hostbatch put -g db_servers --verify dump.sql /srv/restore/dump.sql
+      hostbatch put --rerun last:failed app.tar.gz /tmp/
     """
-    execute_transfer(selection, _transfer("put", paths, copy), engine)
+    execute_transfer(selection, _transfer("put", paths, copy), engine, journal)
 
 
 @click.command("get")
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@JournalOptions.options
 @click.argument("paths", nargs=-1, required=True, metavar="REMOTE... LOCALDIR")
 @handle_errors
 def get_command(
@@ -60,6 +64,7 @@ def get_command(
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
+    journal: JournalOptions,
 ) -> None:
     """Copy remote files from every selected host into LOCALDIR/<host>/.
 
@@ -67,5 +72,6 @@ def get_command(
     Examples:
       hostbatch get -g web_clusters /var/log/nginx/error.log ./logs
       hostbatch get -h db01 -r /etc/postgresql ./configs
+      hostbatch get --rerun 41:transfer_failed /var/log/syslog ./logs
     """
-    execute_transfer(selection, _transfer("get", paths, copy), engine)
+    execute_transfer(selection, _transfer("get", paths, copy), engine, journal)
