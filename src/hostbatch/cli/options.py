@@ -113,7 +113,8 @@ class SelectionOptions(OptionGroup):
         default=(),
         multiple=True,
         metavar="LIST",
-        help="Hosts, comma-separated; ranges web[01-20], @group, !exclude, all.",
+        help="Hosts, comma-separated; ranges web[01-20], @group, !exclude, all; "
+        "addresses [user@]host[:port] need no inventory; '-' reads a host file from stdin.",
     )
     groups: tuple[str, ...] = option(
         "-g",
@@ -122,6 +123,13 @@ class SelectionOptions(OptionGroup):
         multiple=True,
         metavar="LIST",
         help="Groups, comma-separated (union with -h; each host once).",
+    )
+    hostfile: tuple[str, ...] = option(
+        "--hostfile",
+        default=(),
+        multiple=True,
+        metavar="FILE",
+        help="Add the hosts of FILE: [user@]host[:port] per line, # comments (repeatable).",
     )
     ask_pass: bool = option(
         "--ask-pass",
