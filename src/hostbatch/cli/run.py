@@ -7,6 +7,7 @@ from typing import IO
 import click
 
 from hostbatch.cli.common import handle_errors
+from hostbatch.cli.dryrun import dry_run_option, print_plan
 from hostbatch.cli.execute import execute_command
 from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions
 from hostbatch.errors import UsageError
@@ -43,10 +44,12 @@ from hostbatch.models import CommandSet
     is_flag=True,
     help="Devices: TextFSM rows (ntc-templates) in the JSON output where a template exists.",
 )
+@dry_run_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def run_command(
     command: tuple[str, ...],
+    dry_run: bool,
     cmd: tuple[str, ...],
     config: tuple[str, ...],
     config_file: IO[str] | None,
@@ -70,6 +73,7 @@ def run_command(
       hostbatch run -g all -b -- cat /etc/os-release     (identical outputs folded)
       hostbatch run -g routers -c 'show version' -c 'show running-config' --json
       hostbatch run -g switches --config 'vlan 42' --config 'name lab' --save
+      hostbatch run -h deploy@10.0.0.5:2222 --dry-run -- uptime   (the plan only)
     """
     if cmd and command:
         raise UsageError("give the command either with -c or as arguments, not both")
@@ -77,7 +81,10 @@ def run_command(
     lines = list(config)
     if config_file is not None:
         lines += [line.rstrip("\n") for line in config_file if line.strip()]
-    execute_command(selection, _operation(commands, tuple(lines), save, parse), engine, output)
+    operation = _operation(commands, tuple(lines), save, parse)
+    if dry_run:
+        print_plan(selection, operation, engine, as_json=output.as_json)
+    execute_command(selection, operation, engine, output)
 
 
 def _operation(

@@ -7,6 +7,7 @@ from typing import Literal
 import click
 
 from hostbatch.cli.common import handle_errors
+from hostbatch.cli.dryrun import dry_run_option, print_plan
 from hostbatch.cli.execute import execute_transfer
 from hostbatch.cli.options import EngineOptions, SelectionOptions, TransferOptions
 from hostbatch.errors import UsageError
@@ -26,10 +27,12 @@ def _transfer(
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@dry_run_option
 @click.argument("paths", nargs=-1, required=True, metavar="LOCAL... REMOTE")
 @handle_errors
 def put_command(
     paths: tuple[str, ...],
+    dry_run: bool,
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
@@ -45,18 +48,24 @@ def put_command(
       hostbatch put -g web_clusters app.tar.gz /tmp/
       hostbatch put -h 'web[01-05]' -r -p conf/ /etc/myapp/
       hostbatch put -g db_servers --verify dump.sql /srv/restore/dump.sql
+      hostbatch put --hostfile hosts.txt --dry-run app.tar.gz /tmp/   (the plan only)
     """
-    execute_transfer(selection, _transfer("put", paths, copy), engine)
+    transfer = _transfer("put", paths, copy)
+    if dry_run:
+        print_plan(selection, transfer, engine)
+    execute_transfer(selection, transfer, engine)
 
 
 @click.command("get")
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@dry_run_option
 @click.argument("paths", nargs=-1, required=True, metavar="REMOTE... LOCALDIR")
 @handle_errors
 def get_command(
     paths: tuple[str, ...],
+    dry_run: bool,
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
@@ -67,5 +76,9 @@ def get_command(
     Examples:
       hostbatch get -g web_clusters /var/log/nginx/error.log ./logs
       hostbatch get -h db01 -r /etc/postgresql ./configs
+      hostbatch get -g web_clusters --dry-run /etc/hosts ./hosts   (the plan only)
     """
-    execute_transfer(selection, _transfer("get", paths, copy), engine)
+    transfer = _transfer("get", paths, copy)
+    if dry_run:
+        print_plan(selection, transfer, engine)
+    execute_transfer(selection, transfer, engine)
