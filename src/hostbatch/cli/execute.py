@@ -193,11 +193,12 @@ def execute_command(
 
 
 def execute_transfer(
-    selection: SelectionOptions, transfer: Transfer, engine: EngineOptions
+    selection: SelectionOptions, transfer: Transfer, engine: EngineOptions, *, color: bool = False
 ) -> NoReturn:
     """Shared body of put, get and batch_scp; exits with the run's code."""
     _, hosts = load_selection(selection)
     plan = make_plan(transfer, hosts, engine.run_options())
     began = time.monotonic()
-    results = run_plan_stoppable(plan, terminal_progress(hosts), after=AFTER_TRANSFER)
+    sink = terminal_progress(hosts, color=color)
+    results = run_plan_stoppable(plan, sink, after=AFTER_TRANSFER)
     finish(results, began)

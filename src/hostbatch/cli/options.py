@@ -42,6 +42,7 @@ from hostbatch.engine.limits import (
     Limits,
 )
 from hostbatch.models import Transfer
+from hostbatch.output.color import COLOR_MODES, ColorMode, color_enabled
 from hostbatch.transport.base import DEFAULT_KNOWN_HOSTS, ConnectOptions, HostKeyPolicy
 from hostbatch.transport.registry import DEFAULT, NAMES
 
@@ -90,6 +91,24 @@ class OptionGroup:
         for decorator in reversed(cls.click_options()):
             decorated = decorator(decorated)
         return decorated  # type: ignore[no-any-return]
+
+
+def color_option() -> Any:
+    """``--color [auto|always|never]``; a bare ``--color`` is ``always`` (as before)."""
+    return option(
+        "--color",
+        default="auto",
+        type=click.Choice(COLOR_MODES),
+        is_flag=False,
+        flag_value="always",
+        show_default=True,
+        help="Colour: auto (a terminal, unless NO_COLOR is set; FORCE_COLOR forces it), "
+        "always, never.",
+    )
+
+
+def no_color_option() -> Any:
+    return option("--no-color", default=False, is_flag=True, help="Same as --color never.")
 
 
 @dataclass(frozen=True)
@@ -251,7 +270,8 @@ class OutputOptions(OptionGroup):
         is_flag=True,
         help="No live lines: print each distinct output once with its hosts folded.",
     )
-    color: bool | None = option("--color/--no-color", help="Default: colour on a terminal.")
+    color: ColorMode = color_option()  # noqa: RUF009 (a field spec, not a default)
+    no_color: bool = no_color_option()
     output_limit: int = option(
         "--output-limit",
         default=DEFAULT_OUTPUT_LIMIT,
@@ -261,10 +281,22 @@ class OutputOptions(OptionGroup):
     )
 
     def use_color(self, stream: TextIO | None = None) -> bool:
-        """--color/--no-color, else colour when *stream* (stdout) is a terminal."""
-        if self.color is not None:
-            return self.color
-        return (stream or sys.stdout).isatty()
+        """--color/--no-color, NO_COLOR, FORCE_COLOR, else whether *stream* is a terminal."""
+        return color_enabled("never" if self.no_color else self.color, stream or sys.stdout)
+
+
+@dataclass(frozen=True)
+class ColorOptions(OptionGroup):
+    """--color for commands without OutputOptions (put, get, ping)."""
+
+    keyword: ClassVar[str] = "colors"
+
+    color: ColorMode = color_option()  # noqa: RUF009 (a field spec, not a default)
+    no_color: bool = no_color_option()
+
+    def use_color(self, stream: TextIO | None = None) -> bool:
+        """As :meth:`OutputOptions.use_color`."""
+        return color_enabled("never" if self.no_color else self.color, stream or sys.stdout)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from hostbatch.errors import HostbatchError, UsageError
 from hostbatch.inventory import Inventory
 from hostbatch.inventory.patterns import fold_text
 from hostbatch.models import Event, HostResult, Transfer
+from hostbatch.output.color import color_enabled
 from hostbatch.output.gather import summary_lines
 from hostbatch.output.live import LiveRenderer
 from hostbatch.output.progress import terminal_progress
@@ -95,7 +96,7 @@ class Shell:
         self.inventory = inventory
         self.session = session
         self.loop = loop
-        self.color = sys.stdout.isatty()
+        self.color = color_enabled("auto", sys.stdout)
 
     @property
     def prompt(self) -> str:

@@ -9,7 +9,7 @@ import click
 from hostbatch.cli.common import handle_errors
 from hostbatch.cli.dryrun import dry_run_option, print_plan
 from hostbatch.cli.execute import execute_transfer
-from hostbatch.cli.options import EngineOptions, SelectionOptions, TransferOptions
+from hostbatch.cli.options import ColorOptions, EngineOptions, SelectionOptions, TransferOptions
 from hostbatch.errors import UsageError
 from hostbatch.models import Transfer
 
@@ -27,6 +27,7 @@ def _transfer(
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@ColorOptions.options
 @dry_run_option
 @click.argument("paths", nargs=-1, required=True, metavar="LOCAL... REMOTE")
 @handle_errors
@@ -36,6 +37,7 @@ def put_command(
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
+    colors: ColorOptions,
 ) -> None:
     """Copy local files to every selected host.
 
@@ -53,13 +55,14 @@ def put_command(
     transfer = _transfer("put", paths, copy)
     if dry_run:
         print_plan(selection, transfer, engine)
-    execute_transfer(selection, transfer, engine)
+    execute_transfer(selection, transfer, engine, color=colors.use_color())
 
 
 @click.command("get")
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@ColorOptions.options
 @dry_run_option
 @click.argument("paths", nargs=-1, required=True, metavar="REMOTE... LOCALDIR")
 @handle_errors
@@ -69,6 +72,7 @@ def get_command(
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
+    colors: ColorOptions,
 ) -> None:
     """Copy remote files from every selected host into LOCALDIR/<host>/.
 
@@ -81,4 +85,4 @@ def get_command(
     transfer = _transfer("get", paths, copy)
     if dry_run:
         print_plan(selection, transfer, engine)
-    execute_transfer(selection, transfer, engine)
+    execute_transfer(selection, transfer, engine, color=colors.use_color())
