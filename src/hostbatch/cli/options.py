@@ -34,6 +34,7 @@ import click
 from hostbatch import logs
 from hostbatch.api import RunOptions
 from hostbatch.cli.common import warn
+from hostbatch.cli.completion import complete_groups, complete_hosts
 from hostbatch.engine.limits import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_FANOUT,
@@ -132,6 +133,7 @@ class SelectionOptions(OptionGroup):
         default=(),
         multiple=True,
         metavar="LIST",
+        shell_complete=complete_hosts,
         help="Hosts, comma-separated; ranges web[01-20], @group, !exclude, all; "
         "addresses [user@]host[:port] need no inventory; '-' reads a host file from stdin.",
     )
@@ -141,6 +143,7 @@ class SelectionOptions(OptionGroup):
         default=(),
         multiple=True,
         metavar="LIST",
+        shell_complete=complete_groups,
         help="Groups, comma-separated (union with -h; each host once).",
     )
     hostfile: tuple[str, ...] = option(
