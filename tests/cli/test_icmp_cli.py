@@ -70,17 +70,43 @@ def namespace() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def test_icmp_no_reply_in_own_namespace_exits_3(namespace: str) -> None:
-    result = subprocess.run(
-        ["ip", "netns", "exec", namespace,
-         *cli_argv("ping", "--icmp", "127.0.0.2,127.0.0.1", "--count", "2", "--timeout", "0.5")],
+def in_namespace(name: str, *args: str, drop_raw: bool = False) -> subprocess.CompletedProcess[str]:
+    """hostbatch inside the namespace; *drop_raw*: without CAP_NET_RAW (no raw sockets)."""
+    setpriv = ["setpriv", "--inh-caps=-net_raw", "--bounding-set=-net_raw"] if drop_raw else []
+    return subprocess.run(
+        ["ip", "netns", "exec", name, *setpriv, *cli_argv(*args)],
         env=cli_env(), capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+
+
+def test_icmp_no_reply_in_own_namespace_exits_3(namespace: str) -> None:
+    result = in_namespace(
+        namespace, "ping", "--icmp", "127.0.0.2,127.0.0.1", "--count", "2", "--timeout", "0.5"
+    )
     assert result.returncode == 3, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
     assert rows[0][:4] == ["127.0.0.1", "127.0.0.1", "reachable", "0%"]
     assert rows[1] == ["127.0.0.2", "127.0.0.2", "no", "reply", "100%", "(0/0)", "-"]
     assert result.stderr.strip() == "1/2 hosts replying; not replying: 127.0.0.2"
+
+
+def test_icmp_without_raw_sockets_uses_datagram_sockets_or_explains(namespace: str) -> None:
+    """Without CAP_NET_RAW only an unprivileged ICMP socket can work: it does where the
+    namespace's ping_group_range allows our group, else a one-line error says how."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux) to drop CAP_NET_RAW")
+    sysctl = ["ip", "netns", "exec", namespace, "sysctl", "-qw"]
+    subprocess.run([*sysctl, "net.ipv4.ping_group_range=0 2147483647"], check=True)
+    allowed = in_namespace(namespace, "ping", "--icmp", "127.0.0.1", "--count", "1", drop_raw=True)
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.splitlines()[1].split()[2] == "reachable"
+    subprocess.run([*sysctl, "net.ipv4.ping_group_range=1 0"], check=True)
+    refused = in_namespace(namespace, "ping", "--icmp", "127.0.0.1", "--count", "1", drop_raw=True)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        "hostbatch: error: ICMP needs raw sockets (root with CAP_NET_RAW) or unprivileged ICMP "
+        "sockets: allow your group with sysctl -w net.ipv4.ping_group_range='0 2147483647'"
+    ]
 
 
 def test_no_reply_formatting_and_sorting() -> None:

@@ -1,9 +1,10 @@
 """ICMP echo to many hosts at once (``hostbatch ping --icmp``), through icmplib.
 
 icmplib is an optional dependency (``pip install 'hostbatch[icmp]'``), imported lazily.
-Sockets: as root, raw ICMP sockets; otherwise unprivileged datagram ICMP sockets, which
-Linux allows to the groups in ``net.ipv4.ping_group_range``. The choice is automatic
-(:func:`use_raw_sockets`); when neither is possible, the error says which sysctl helps.
+Sockets: raw ICMP sockets where allowed (root with CAP_NET_RAW); otherwise unprivileged
+datagram ICMP sockets, which Linux allows to the groups in ``net.ipv4.ping_group_range``.
+The choice is automatic (:func:`use_raw_sockets` tries to open each kind; nothing is sent);
+when neither opens, the error says which sysctl helps.
 """
 
 from __future__ import annotations
@@ -66,15 +67,32 @@ def ping_group_allows(gids: Sequence[int], text: str | None = None) -> bool:
     return any(low <= gid <= high for gid in gids)
 
 
-def use_raw_sockets() -> bool:
-    """Raw sockets as root; unprivileged datagram sockets where the kernel allows them."""
-    if os.geteuid() == 0:
-        return True
-    if ping_group_allows([os.getegid(), *os.getgroups()]):
+def _socket_opens(privileged: bool) -> bool:
+    """True when an ICMP socket of that kind can be created here (nothing is sent)."""
+    import icmplib
+
+    try:
+        icmplib.ICMPv4Socket(privileged=privileged).close()
+    except icmplib.SocketPermissionError:
         return False
+    return True
+
+
+def use_raw_sockets() -> bool:
+    """Raw sockets where allowed (root with CAP_NET_RAW), else unprivileged datagram
+    sockets where ``net.ipv4.ping_group_range`` allows them; else a UsageError."""
+    if os.geteuid() == 0 and _socket_opens(privileged=True):
+        return True
+    if _socket_opens(privileged=False):
+        return False
+    allowed = ping_group_allows([os.getegid(), *os.getgroups()])
     raise UsageError(
-        "ICMP needs root or an unprivileged ICMP socket: allow your group with "
-        "sysctl -w net.ipv4.ping_group_range='0 2147483647'"
+        "ICMP needs raw sockets (root with CAP_NET_RAW) or unprivileged ICMP sockets"
+        + (
+            ""
+            if allowed
+            else ": allow your group with sysctl -w net.ipv4.ping_group_range='0 2147483647'"
+        )
     )
 
 
