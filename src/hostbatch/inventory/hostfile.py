@@ -75,7 +75,7 @@ def parse_address(text: str) -> Address:
     host, port_text = _split_port(rest)
     if not host:
         raise ValueError("no host")
-    if not _HOSTNAME.match(host):
+    if not _HOSTNAME.match(host) or (":" in host and not _is_ip(host.split("%")[0])):
         raise ValueError(f"'{host}' is not a host name or address")
     port = None
     if port_text is not None:

@@ -43,6 +43,8 @@ def test_parse_address(text: str, expected: Address) -> None:
         ("host:70000", "out of range"),
         ("[::1", r"expected \[IPv6 address\]:PORT"),
         ("ho/st", "not a host name"),
+        ("[web01:22]:22", "not a host name"),
+        ("a:b:c", "not a host name"),
     ],
 )
 def test_parse_address_errors(text: str, reason: str) -> None:
