@@ -46,6 +46,7 @@ from hostbatch.models import (
     Secret,
     Started,
     Status,
+    Sudo,
     Transfer,
 )
 from hostbatch.transport.base import ConnectOptions
@@ -85,6 +86,7 @@ __all__ = [
     "SinkError",
     "Started",
     "Status",
+    "Sudo",
     "Transfer",
     "TransportError",
     "UsageError",

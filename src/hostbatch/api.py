@@ -27,6 +27,7 @@ from hostbatch.engine.limits import Limits
 from hostbatch.engine.plan import Plan, check_hosts
 from hostbatch.engine.pool import TransportPool
 from hostbatch.engine.probe import ProbeResult, probe_all
+from hostbatch.engine.rollout import run_rollout
 from hostbatch.errors import UsageError
 from hostbatch.inventory import Inventory, load_inventory
 from hostbatch.inventory.dicts import hosts_from_dicts
@@ -103,7 +104,7 @@ def make_plan(
     before any connection."""
     if isinstance(operation, str):
         operation = Command(operation)
-    if isinstance(operation, Command) and not operation.text.strip():
+    if isinstance(operation, Command) and not operation.text.strip() and not operation.script:
         raise UsageError("the command is empty")
     if isinstance(operation, CommandSet) and not (
         operation.commands or operation.config or operation.save
@@ -146,6 +147,11 @@ async def run_plan(
 
     if pool is None:
         await with_sink(lambda emit: execute(plan, emit), collect)
+    elif plan.limits.rolling:
+        await with_sink(
+            lambda emit: run_rollout(plan, emit, lambda p, e, g: run_hosts(p, e, pool, gate=g)),
+            collect,
+        )
     else:
         await with_sink(lambda emit: run_hosts(plan, emit, pool), collect)
     return {h.name: finished[h.name] for h in plan.hosts}

@@ -53,6 +53,7 @@ class Credentials:
     key_file: str | None = None
     passphrase: Secret | None = None
     secret: Secret | None = None  # enable secret for network devices
+    become_password: Secret | None = None  # sudo's (inventory: become_password_env)
 
     @property
     def auth_kind(self) -> str:
@@ -82,11 +83,34 @@ class Host:
 
 
 @dataclass(frozen=True)
+class Sudo:
+    """Run the command through ``sudo -S`` as ``user`` (None: root). The password, when
+    sudo asks, is written on the command's stdin, never on its command line; ``password``
+    is the run's (``--ask-become-pass`` or ``HOSTBATCH_BECOME_PASSWORD``); a host's own
+    ``become_password_env`` wins over it."""
+
+    user: str | None = None
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
 class Command:
-    """A shell command to run on every selected host."""
+    """A shell command to run on every selected host.
+
+    ``stdin``: a local file whose bytes every host's command reads on its standard input
+    (streamed in chunks; without it stdin is at EOF at once). ``env``: (NAME, VALUE) pairs
+    exported for the command by the remote shell (no AcceptEnv needed); values are not
+    secrets but are kept out of errors and logs. ``script``: a local script uploaded to a
+    private temporary directory on each host and run there, ``text`` being its arguments
+    (words for the remote shell, like a command's); removed afterwards. ``sudo``: run
+    through sudo."""
 
     text: str
     timeout: float | None = None
+    stdin: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    script: str | None = None
+    sudo: Sudo | None = None
 
 
 @dataclass(frozen=True)
@@ -144,11 +168,17 @@ class Status(enum.Enum):
     TIMEOUT = "timed out"
     DROPPED = "connection lost"  # after login, mid-command or mid-transfer
     ERROR = "error"
+    NOT_STARTED = "not started"  # --max-fail or a failed --canary stopped the run first
 
     @property
     def reached(self) -> bool:
         """True when the host was connected and authenticated."""
-        return self not in (Status.UNREACHABLE, Status.AUTH_FAILED, Status.HOSTKEY)
+        return self not in (
+            Status.UNREACHABLE,
+            Status.AUTH_FAILED,
+            Status.HOSTKEY,
+            Status.NOT_STARTED,
+        )
 
 
 Stream = Literal["stdout", "stderr"]

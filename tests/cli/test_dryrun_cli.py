@@ -125,3 +125,26 @@ def test_secret_origin_survives_pickling_and_never_shows_the_value() -> None:
     secret = pickle.loads(pickle.dumps(Secret("v4lue", origin="password_env X")))
     assert (secret.reveal(), secret.origin) == ("v4lue", "password_env X")
     assert "v4lue" not in repr(secret) + str(secret)
+
+
+def test_run_dry_run_shows_the_workflow_masked(tmp_path: Path, listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    script = tmp_path / "check.sh"
+    script.write_text("#!/bin/sh\necho ok\n")
+    result = run_cli(
+        "run", "-h", f"127.0.0.1:{port}", "--ssh-config", "", "--dry-run", "--script",
+        str(script), "--env", "RELEASE=rel-value-9931", "--sudo-user", "app", "--batch", "2", "--",
+        "--quick", env={"HOSTBATCH_BECOME_PASSWORD": "sudo-pw-8080"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not attempted(listener)
+    assert result.stdout.splitlines()[0] == (
+        f"plan: script {script} --quick; env RELEASE; sudo as app; "
+        "sudo password ******** ($HOSTBATCH_BECOME_PASSWORD)"
+    )
+    assert ", batches of 2," in result.stderr
+    assert "sudo-pw-8080" not in result.stdout + result.stderr
+    assert "rel-value-9931" not in result.stdout  # variables by name only
+    bad = run_cli("run", "-h", f"127.0.0.1:{port}", "--dry-run", "--env", "NOEQUALS", "--", "id")
+    assert bad.returncode == 2 and "--env takes NAME=VALUE" in bad.stderr
+    assert not attempted(listener)

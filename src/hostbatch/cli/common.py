@@ -40,9 +40,10 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def exit_code_for(results: dict[str, HostResult]) -> int:
-    """3 if any host was not reached (unreachable, auth, host key), else 1 if any failed."""
+    """3 if any host was not reached (unreachable, auth, host key), else 1 if any failed
+    or was not started (the run stopped early: --max-fail, a failed --canary)."""
     statuses = {r.status for r in results.values()}
-    if any(not s.reached for s in statuses):
+    if any(not s.reached for s in statuses - {Status.NOT_STARTED}):
         return EXIT_UNREACHABLE
     if statuses - {Status.OK}:
         return EXIT_COMMAND_FAILED

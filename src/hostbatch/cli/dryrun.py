@@ -13,8 +13,10 @@ from typing import Any, NoReturn
 import click
 
 from hostbatch.cli.common import EXIT_OK, load_selection
-from hostbatch.cli.options import EngineOptions, SelectionOptions
-from hostbatch.models import CommandSet, Host, Secret, Transfer
+from hostbatch.cli.options import EngineOptions, SelectionOptions, WorkflowOptions
+from hostbatch.cli.workflow import applied
+from hostbatch.engine.limits import Limits
+from hostbatch.models import Command, CommandSet, Host, Secret, Transfer
 
 MASK = "********"
 COLUMNS = ("HOST", "ADDRESS", "USER", "TRANSPORT", "JUMP", "AUTH")
@@ -45,6 +47,8 @@ def auth_sources(host: Host) -> list[str]:
         sources.append("ssh-agent / default keys")
     if creds.secret:
         sources.append(_secret("enable secret", creds.secret))
+    if creds.become_password:
+        sources.append(_secret("sudo password", creds.become_password))
     return sources
 
 
@@ -71,13 +75,32 @@ def plan_record(host: Host, default_transport: str) -> dict[str, Any]:
     }
 
 
-def describe(operation: str | CommandSet | Transfer) -> str:
+def describe(operation: str | Command | CommandSet | Transfer) -> str:
+    """The operation in one line; variables by name only, secrets masked."""
     if isinstance(operation, Transfer):
         return f"{operation.direction} {' '.join(operation.sources)} -> {operation.destination}"
     if isinstance(operation, CommandSet):
         parts = [*operation.commands, *(f"config: {line}" for line in operation.config)]
         return "run " + "; ".join(repr(p) for p in parts) + (" (save)" if operation.save else "")
-    return f"run {operation!r}"
+    if isinstance(operation, str):
+        return f"run {operation!r}"
+    text = f"run {operation.text!r}"
+    if operation.script:
+        text = f"script {operation.script} {operation.text}".rstrip()
+    extras = [f"stdin from {operation.stdin}"] if operation.stdin else []
+    extras += [f"env {name}" for name, _ in operation.env]
+    if operation.sudo is not None:
+        extras.append(f"sudo as {operation.sudo.user or 'root'}")
+        if operation.sudo.password is not None:
+            extras.append(_secret("sudo password", operation.sudo.password))
+    return text + "".join(f"; {extra}" for extra in extras)
+
+
+def _rollout(limits: Limits) -> str:
+    parts = [f"batches of {limits.batch}"] if limits.batch is not None else []
+    parts += [f"max-fail {limits.max_fail}"] if limits.max_fail is not None else []
+    parts += [f"canary {limits.canary}"] if limits.canary else []
+    return "".join(f", {part}" for part in parts)
 
 
 def format_plan(records: list[dict[str, Any]]) -> str:
@@ -105,21 +128,27 @@ def print_plan(
     engine: EngineOptions,
     *,
     as_json: bool = False,
+    workflow: WorkflowOptions | None = None,
 ) -> NoReturn:
-    """Print what would run where, and exit 0; nothing connects."""
+    """Print what would run where (the workflow applied, so its bad input fails as a real
+    run would), and exit 0; nothing connects."""
     _, hosts = load_selection(selection)
     options = engine.run_options()
+    if isinstance(operation, Transfer):
+        what = describe(operation)
+    else:
+        with applied(workflow, operation, options) as (planned, options):
+            what = describe(planned)
     records = [plan_record(h, options.transport) for h in hosts]
     if as_json:
-        click.echo(json.dumps({"operation": describe(operation), "hosts": records}, indent=2))
+        click.echo(json.dumps({"operation": what, "hosts": records}, indent=2))
     else:
-        click.echo(f"plan: {describe(operation)}")
+        click.echo(f"plan: {what}")
         click.echo(format_plan(records))
     click.echo(
-        f"dry run: {len(hosts)} host(s), fanout {options.limits.fanout_or_default()}, "
-        f"connect timeout "
-        f"{options.connect.connect_timeout:g}s, host keys {options.connect.host_keys}; "
-        "nothing was connected",
+        f"dry run: {len(hosts)} host(s), fanout {options.limits.fanout_or_default()}"
+        f"{_rollout(options.limits)}, connect timeout {options.connect.connect_timeout:g}s, "
+        f"host keys {options.connect.host_keys}; nothing was connected",
         err=True,
     )
     raise SystemExit(EXIT_OK)

@@ -29,7 +29,8 @@ from hostbatch.cli.common import (
     load_selection,
     silence_stdout,
 )
-from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions
+from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions, WorkflowOptions
+from hostbatch.cli.workflow import applied
 from hostbatch.engine.plan import Plan
 from hostbatch.errors import UsageError
 from hostbatch.logs import logger
@@ -178,15 +179,19 @@ def execute_command(
     command: str | CommandSet,
     engine: EngineOptions,
     output: OutputOptions,
+    workflow: WorkflowOptions | None = None,
 ) -> NoReturn:
     """Shared body of ``hostbatch run``, ``batch_run`` and ``demo``; exits with the run's code."""
-    if isinstance(command, str) and not command.strip():
+    script = workflow is not None and workflow.script is not None
+    if isinstance(command, str) and not command.strip() and not script:
         raise UsageError("no command given (hostbatch run -g web -- uptime)")
     _, hosts = load_selection(selection)
-    plan = make_plan(command, hosts, engine.run_options(output_limit=output.output_limit))
-    sink = command_sink(hosts, output)
-    began = time.monotonic()
-    results = run_plan_stoppable(plan, sink, after=AFTER_COMMAND)
+    run_options = engine.run_options(output_limit=output.output_limit)
+    with applied(workflow, command, run_options) as (operation, options):
+        plan = make_plan(operation, hosts, options)
+        sink = command_sink(hosts, output)
+        began = time.monotonic()
+        results = run_plan_stoppable(plan, sink, after=AFTER_COMMAND)
     if output.gather and not output.as_json:
         print_gathered(results)
     finish(results, began)

@@ -19,7 +19,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (
         1,
         "all hosts reached; some commands exited non-zero, timed out, lost their "
-        "connection mid-command or failed",
+        "connection mid-command or failed; or the run stopped early (--max-fail, a failed "
+        "--canary) and some hosts were not started",
     ),
     (2, "bad usage or inventory (nothing was run)"),
     (3, "some hosts could not be reached, authenticated, or had a rejected host key"),

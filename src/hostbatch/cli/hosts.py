@@ -73,9 +73,12 @@ def hosts_command(patterns: tuple[str, ...], as_json: bool, selection: Selection
       hostbatch hosts -g web_clusters,db_servers
       hostbatch hosts 'web[01-03]' '!web02' --json
     """
-    _, selected = load_selection(replace(selection, patterns=patterns))
+    inventory, selected = load_selection(replace(selection, patterns=patterns))
     if as_json:
         click.echo(json.dumps([host_record(h) for h in selected], indent=2))
+    elif not selected:  # only an empty inventory: an empty selection is an error
+        click.echo(f"no hosts in {', '.join(inventory.sources) or 'the inventory'}", err=True)
+        click.echo("0 host(s)", err=True)
     else:
         click.echo(format_table(selected))
         click.echo(f"{len(selected)} host(s)", err=True)

@@ -351,3 +351,61 @@ class LogOptions(OptionGroup):
     def configure(self) -> None:
         """Set up logging once for this process (silent unless asked)."""
         logs.configure(logs.level_from(self.verbose, debug=self.debug))
+
+
+@dataclass(frozen=True)
+class WorkflowOptions(OptionGroup):
+    """Everyday workflows of ``run``: rolling batches, stdin, scripts, variables, sudo
+    (applied by :mod:`hostbatch.cli.workflow`)."""
+
+    keyword: ClassVar[str] = "workflow"
+
+    batch: str | None = option(
+        "--batch",
+        metavar="N|N%",
+        help="Run in successive batches of N hosts (or N% of them), each finished "
+        "before the next starts.",
+    )
+    max_fail: str | None = option(
+        "--max-fail",
+        metavar="N|N%",
+        help="Start no more hosts once N (or N%) have failed; the rest are 'not started'.",
+    )
+    canary: int = option(
+        "--canary",
+        default=0,
+        type=click.IntRange(min=0),
+        metavar="N",
+        help="Run the first N hosts alone; the rest only if all of them are ok.",
+    )
+    stdin: str | None = option(
+        "--stdin",
+        metavar="FILE|-",
+        help="Send FILE (- for this stdin) to every host's command on its stdin.",
+    )
+    script: str | None = option(
+        "--script",
+        metavar="LOCAL",
+        help="Upload LOCAL to a private temporary directory on each host, run it with "
+        "the arguments as its arguments, remove it afterwards.",
+    )
+    env: tuple[str, ...] = option(
+        "--env",
+        default=(),
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Set a variable for the command (repeatable; no AcceptEnv needed).",
+    )
+    sudo: bool = option(
+        "--sudo", default=False, is_flag=True, help="Run the command through sudo (as root)."
+    )
+    sudo_user: str | None = option(
+        "--sudo-user", metavar="USER", help="Run the command through sudo as USER."
+    )
+    ask_become_pass: bool = option(
+        "--ask-become-pass",
+        default=False,
+        is_flag=True,
+        help="Prompt once for the sudo password (else become_password_env in the "
+        "inventory, or $HOSTBATCH_BECOME_PASSWORD).",
+    )

@@ -9,7 +9,7 @@ import click
 from hostbatch.cli.common import handle_errors
 from hostbatch.cli.dryrun import dry_run_option, print_plan
 from hostbatch.cli.execute import execute_command
-from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions
+from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions, WorkflowOptions
 from hostbatch.errors import UsageError
 from hostbatch.models import CommandSet
 
@@ -18,6 +18,7 @@ from hostbatch.models import CommandSet
 @SelectionOptions.options
 @EngineOptions.options
 @OutputOptions.options
+@WorkflowOptions.options
 @click.option(
     "-c",
     "--cmd",
@@ -58,12 +59,14 @@ def run_command(
     selection: SelectionOptions,
     engine: EngineOptions,
     output: OutputOptions,
+    workflow: WorkflowOptions,
 ) -> None:
     """Run one command on every selected host in parallel, output streamed live.
 
     Each line is prefixed by its host ('|' stdout, '!' stderr); a summary follows on
-    stderr. Exit code: 0 all ok, 1 some commands failed or timed out, 3 some hosts
-    unreachable / auth failed / host key rejected, 2 bad usage or inventory.
+    stderr. Exit code: 0 all ok, 1 some commands failed or timed out, or hosts were not
+    started (--max-fail, --canary), 3 some hosts unreachable / auth failed / host key
+    rejected, 2 bad usage or inventory.
 
     \b
     Examples:
@@ -73,18 +76,27 @@ def run_command(
       hostbatch run -g all -b -- cat /etc/os-release     (identical outputs folded)
       hostbatch run -g routers -c 'show version' -c 'show running-config' --json
       hostbatch run -g switches --config 'vlan 42' --config 'name lab' --save
+      hostbatch run -g web --canary 1 --batch 25% --max-fail 2 -- systemctl restart app
+      hostbatch run -g web --stdin ./app.conf -- 'cat > /tmp/app.conf'
+      hostbatch run -g db --script ./check.sh -- --quick
+      hostbatch run -g web --env RELEASE=42 -- 'echo $RELEASE'
+      hostbatch run -g web --sudo --ask-become-pass -- systemctl reload nginx
       hostbatch run -h deploy@10.0.0.5:2222 --dry-run -- uptime   (the plan only)
     """
     if cmd and command:
         raise UsageError("give the command either with -c or as arguments, not both")
-    commands = cmd or ((" ".join(command),) if command else ())
-    lines = list(config)
-    if config_file is not None:
-        lines += [line.rstrip("\n") for line in config_file if line.strip()]
-    operation = _operation(commands, tuple(lines), save, parse)
+    if workflow.script is not None and (cmd or config or config_file or save or parse):
+        raise UsageError("--script takes its arguments after --, not -c or device options")
+    operation: str | CommandSet = " ".join(command)  # --script: the script's arguments
+    if workflow.script is None:
+        commands = cmd or ((" ".join(command),) if command else ())
+        lines = list(config)
+        if config_file is not None:
+            lines += [line.rstrip("\n") for line in config_file if line.strip()]
+        operation = _operation(commands, tuple(lines), save, parse)
     if dry_run:
-        print_plan(selection, operation, engine, as_json=output.as_json)
-    execute_command(selection, operation, engine, output)
+        print_plan(selection, operation, engine, as_json=output.as_json, workflow=workflow)
+    execute_command(selection, operation, engine, output, workflow)
 
 
 def _operation(

@@ -15,6 +15,7 @@ from hostbatch.cli.options import (
     OutputOptions,
     SelectionOptions,
     TransferOptions,
+    WorkflowOptions,
 )
 from hostbatch.errors import UsageError
 
@@ -24,6 +25,7 @@ from hostbatch.errors import UsageError
 @EngineOptions.options
 @OutputOptions.options
 @click.option("-cmd", "--cmd", "cmd", required=True, help="The command to run on every host.")
+@WorkflowOptions.options
 @LogOptions.options
 @handle_errors
 def batch_run(
@@ -32,6 +34,7 @@ def batch_run(
     selection: SelectionOptions,
     engine: EngineOptions,
     output: OutputOptions,
+    workflow: WorkflowOptions,
 ) -> None:
     """Run one command on hosts and groups (seed-compatible form of ``hostbatch run``).
 
@@ -40,7 +43,7 @@ def batch_run(
       batch_run -h h1,h2,h3 -g web_clusters,db_servers -cmd "df -h"
     """
     log.configure()
-    execute_command(selection, cmd, engine, output)
+    execute_command(selection, cmd, engine, output, workflow)
 
 
 def batch_run_main() -> None:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from hostbatch.engine.command import run_command
 from hostbatch.engine.plan import Plan
 from hostbatch.engine.pool import TransportPool
 from hostbatch.engine.transfer import (
@@ -131,8 +132,9 @@ async def _operate(
 ) -> _Outcome:
     operation = plan.operation
     if isinstance(operation, Command):
-        exit_status = await transport.run(operation.text, output, _timeout(plan))
-        return _Outcome(Status.OK if exit_status == 0 else Status.FAILED, exit_status)
+        ran = await run_command(transport, host, operation, output, _timeout(plan))
+        ok = ran.exit_status == 0 and ran.error is None
+        return _Outcome(Status.OK if ok else Status.FAILED, ran.exit_status, ran.error)
     if isinstance(operation, CommandSet):
         return await _command_set(plan, host, transport, operation, output, outputs=outputs)
     return await _transfer(plan, host, transport, operation, emit)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass
 
 from hostbatch.errors import UsageError
@@ -26,6 +28,21 @@ HOSTS_PER_WORKER_BLOCKING = 32
 SESSIONS_PER_WORKER_BLOCKING = 128
 
 
+HostCount = int | str
+"""A number of hosts: ``5``, ``"5"`` or a percentage of the run's hosts, ``"25%"``."""
+_COUNT = re.compile(r"\s*(\d+)\s*(%?)\s*")
+
+
+def hosts_in(count: HostCount, total: int, *, what: str) -> int:
+    """*count* resolved against *total* hosts: a percentage rounds up, and is at least 1.
+    A count that is not a positive number or percentage is a UsageError naming *what*."""
+    match = _COUNT.fullmatch(str(count))
+    if match is None or int(match[1]) < 1 or (match[2] and int(match[1]) > 100):
+        raise UsageError(f"{what} must be a positive number of hosts or 1%-100% (got {count!r})")
+    number = int(match[1])
+    return max(1, math.ceil(total * number / 100)) if match[2] else number
+
+
 @dataclass(frozen=True)
 class Limits:
     """``fanout`` caps concurrent hosts across the whole run (all workers together); None
@@ -41,8 +58,24 @@ class Limits:
     connect_retries: int = 0
     retry_backoff: float = 0.5
     workers: int | None = None  # None: chosen from the host count and cores
+    # Rolling runs (engine/rollout.py): hosts in successive batches, each finished before
+    # the next starts; no new host started once max_fail hosts failed; the first canary
+    # hosts alone first, the rest only if all of them are ok. Counts: see HostCount.
+    batch: HostCount | None = None
+    max_fail: HostCount | None = None
+    canary: int = 0
+
+    @property
+    def rolling(self) -> bool:
+        """True when hosts are not simply all started as the fanout allows."""
+        return self.batch is not None or self.max_fail is not None or self.canary > 0
 
     def __post_init__(self) -> None:
+        for what, count in (("--batch", self.batch), ("--max-fail", self.max_fail)):
+            if count is not None:
+                hosts_in(count, 1, what=what)
+        if self.canary < 0:
+            raise UsageError(f"--canary cannot be negative (got {self.canary})")
         if self.fanout is not None and self.fanout < 1:
             raise UsageError(f"fanout must be at least 1 (got {self.fanout})")
         if self.command_timeout is not None and self.command_timeout <= 0:

@@ -253,9 +253,10 @@ def load_with_adhoc(
 def complete_selection(
     chosen: Sequence[Host], inventory: Inventory, split: AdhocSelection
 ) -> list[Host]:
-    """The hosts the inventory selected, then the ad-hoc hosts, each once."""
+    """The hosts the inventory selected, then the ad-hoc hosts, each once (emptiness of
+    an inventory selection is :meth:`Inventory.select`'s business)."""
     names = dict.fromkeys(h.name for h in chosen)
     names.update(dict.fromkeys(a for a in split.addresses if a not in split.excluded))
-    if not names:
+    if not names and split.addresses:  # every ad-hoc host excluded again
         raise SelectionError("the selection matches no host")
     return [inventory.hosts[name] for name in names]

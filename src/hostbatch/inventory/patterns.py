@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from hostbatch.errors import SelectionError
 
+# The most host names one selection may expand to (all its terms together).
 MAX_EXPANSION = 1_000_000
 
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
@@ -29,7 +30,7 @@ _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
 def split_terms(text: str) -> list[str]:
-    """Split on commas that are not inside ``[...]``; drop empty terms."""
+    """Split on commas that are not inside ``[...]``; every term stripped, empty ones kept."""
     terms: list[str] = []
     depth = 0
     current: list[str] = []
@@ -44,45 +45,78 @@ def split_terms(text: str) -> list[str]:
         else:
             current.append(char)
     terms.append("".join(current).strip())
-    return [t for t in terms if t]
+    return terms
 
 
-def _expand_ranges(spec: str, pattern: str) -> list[str]:
-    values: list[str] = []
+def clip(text: str, limit: int = 80) -> str:
+    """*text* cut to *limit* characters for an error message (a user's 50 MB line stays out)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+# One bracket's ranges: (low, high, width); width 1 means no zero padding.
+Spans = list[tuple[int, int, int]]
+
+
+def _parse_ranges(spec: str, pattern: str) -> Spans:
+    spans: Spans = []
     for part in spec.split(","):
         match = _RANGE.match(part)
         if not match:
-            raise SelectionError(f"bad range '[{spec}]' in '{pattern}': expected e.g. [01-20,25]")
+            raise SelectionError(
+                f"bad range '[{clip(spec)}]' in '{clip(pattern)}': expected e.g. [01-20,25]"
+            )
         low_text, high_text = match.group(1), match.group(2) or match.group(1)
         low, high = int(low_text), int(high_text)
         if high < low:
-            raise SelectionError(f"bad range '[{spec}]' in '{pattern}': {low_text} > {high_text}")
-        if high - low >= MAX_EXPANSION:
-            raise SelectionError(f"range '[{spec}]' in '{pattern}' is too large")
-        width = len(low_text) if low_text.startswith("0") else 1
-        values.extend(str(n).zfill(width) for n in range(low, high + 1))
-    return values
+            raise SelectionError(
+                f"bad range '[{clip(spec)}]' in '{clip(pattern)}': {low_text} > {high_text}"
+            )
+        spans.append((low, high, len(low_text) if low_text.startswith("0") else 1))
+    return spans
+
+
+def _split_pattern(pattern: str) -> tuple[list[str], list[Spans]]:
+    """The literal texts around the brackets (one more than brackets) and each bracket's spans."""
+    texts: list[str] = []
+    brackets: list[Spans] = []
+    position = 0
+    for match in _BRACKET.finditer(pattern):
+        texts.append(pattern[position : match.start()])
+        brackets.append(_parse_ranges(match.group(1), pattern))
+        position = match.end()
+    texts.append(pattern[position:])
+    if any("[" in text or "]" in text for text in texts):
+        raise SelectionError(f"unbalanced brackets in '{clip(pattern)}'")
+    return texts, brackets
+
+
+def count_names(pattern: str) -> int:
+    """How many names :func:`expand` would give, computed without building them."""
+    if "[" not in pattern and "]" not in pattern:
+        return 1
+    total = 1
+    for spans in _split_pattern(pattern)[1]:
+        total *= sum(high - low + 1 for low, high, _ in spans)
+    return total
 
 
 def expand(pattern: str) -> list[str]:
     """Expand every ``[...]`` range in *pattern*; names without brackets come back alone."""
     if "[" not in pattern and "]" not in pattern:
         return [pattern]
-    pieces: list[list[str]] = []
-    position = 0
-    for match in _BRACKET.finditer(pattern):
-        pieces.append([pattern[position : match.start()]])
-        pieces.append(_expand_ranges(match.group(1), pattern))
-        position = match.end()
-    tail = pattern[position:]
-    if "[" in tail or "]" in tail or any("[" in p[0] or "]" in p[0] for p in pieces[::2]):
-        raise SelectionError(f"unbalanced brackets in '{pattern}'")
-    pieces.append([tail])
-    total = 1
-    for choice in pieces:
-        total *= len(choice)
+    total = count_names(pattern)
     if total > MAX_EXPANSION:
-        raise SelectionError(f"'{pattern}' expands to {total} names; the limit is {MAX_EXPANSION}")
+        raise SelectionError(
+            f"'{clip(pattern)}' expands to {total} names; the limit is {MAX_EXPANSION}"
+        )
+    texts, brackets = _split_pattern(pattern)
+    pieces: list[list[str]] = []
+    for text, spans in zip(texts, brackets, strict=False):
+        pieces.append([text])
+        pieces.append(
+            [str(n).zfill(width) for low, high, width in spans for n in range(low, high + 1)]
+        )
+    pieces.append([texts[-1]])
     return ["".join(combo) for combo in itertools.product(*pieces)]
 
 
@@ -149,18 +183,32 @@ class Term:
     value: str  # group name, host pattern, or "RUN[:STATUS]" for "run"
 
 
+def _term(body: str, exclude: bool, default_kind: str) -> Term:
+    """Classify one non-empty term body (new term kinds go here)."""
+    if body == "all":
+        return Term(exclude, "all", "")
+    if body.startswith("@run:"):
+        return Term(exclude, "run", body[len("@run:") :])
+    if body.startswith("@"):
+        return Term(exclude, "group", body[1:])
+    return Term(exclude, default_kind, body)
+
+
 def parse_terms(text: str, *, default_kind: str = "host") -> Iterator[Term]:
-    """Parse a comma-separated selection; *default_kind* is "group" for ``-g`` values."""
-    for raw in split_terms(text):
+    """Parse a comma-separated selection; *default_kind* is "group" for ``-g`` values.
+
+    An empty selection or an empty term (``''``, ``','``, ``'web01,'``, ``'!'``) is an
+    error, never "every host": a script passing an empty variable must not hit the fleet.
+    """
+    raw_terms = split_terms(text)
+    if not any(raw_terms):
+        raise SelectionError(
+            f"empty selection {clip(text)!r}: name hosts, @groups or 'all' "
+            "(give no -h/-g at all for every host)"
+        )
+    for raw in raw_terms:
         exclude = raw.startswith("!")
         body = raw[1:].strip() if exclude else raw
         if not body:
-            raise SelectionError(f"empty term in '{text}'")
-        if body == "all":
-            yield Term(exclude, "all", "")
-        elif body.startswith("@run:"):
-            yield Term(exclude, "run", body[len("@run:") :])
-        elif body.startswith("@"):
-            yield Term(exclude, "group", body[1:])
-        else:
-            yield Term(exclude, default_kind, body)
+            raise SelectionError(f"empty term in {clip(text)!r} (a stray comma or '!'?)")
+        yield _term(body, exclude, default_kind)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hostbatch.errors import InventoryError
+from hostbatch.inventory.patterns import clip
+from hostbatch.logs import MASK
 
 # Canonical keys. Aliases map the spellings users already have (netmiko dicts, ssh_config).
 HOST_KEYS = frozenset(
@@ -23,6 +28,7 @@ HOST_KEYS = frozenset(
         "secret",
         "secret_env",
         "proxy_jump",
+        "become_password_env",
     }
 )
 ALIASES = {
@@ -40,7 +46,7 @@ SECRET_KEYS = frozenset({"password", "passphrase", "secret"})
 STRUCTURE_KEYS = frozenset({"groups", "name"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Located:
     """One value and the place it was written."""
 
@@ -56,7 +62,7 @@ class Located:
 Layer = dict[str, Located]
 
 
-@dataclass
+@dataclass(slots=True)
 class HostDefinition:
     """One definition of a host in one file.
 
@@ -99,8 +105,9 @@ def canonical_key(
     key = raw_key.strip().lower().replace("-", "_")
     key = ALIASES.get(key, key)
     if key in HOST_KEYS or key in extra:
+        check_single_line(key, located)
         return key
-    warnings.append(f"{located.where}: unknown key '{raw_key}' ignored")
+    warnings.append(f"{located.where}: unknown key '{clip(raw_key)}' ignored")
     return None
 
 
@@ -116,4 +123,42 @@ def warn_if_exposed(path: Path, holds_secrets: bool, warnings: list[str]) -> Non
         warnings.append(
             f"{path}: holds passwords and is readable by group or others "
             f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+        )
+
+
+# A line that names a secret key, with the rest of the line (its value) to mask. The key
+# must end the word, so ``password_env = VAR`` stays readable and ``enable_secret`` does not.
+_SECRET_LINE = re.compile(
+    r"(?im)\b(\w*(?:password|passphrase|passwd|secret))\b(\s*[=:]\s*|\s+)(\S.*)$"
+)
+QUOTE_LIMIT = 80
+
+
+def mask_secrets(text: str) -> str:
+    """*text* with the value of every ``password``/``passphrase``/``secret`` key masked.
+
+    Not :func:`hostbatch.logs.redact`: it also masks every registered Secret value wherever
+    it occurs, and a short password elsewhere in the process would garble these messages;
+    an inventory's own secrets are not Secrets yet when its errors are raised."""
+    return _SECRET_LINE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+
+
+def quote_line(text: str) -> str:
+    """An offending input line for an error message: secrets masked, at most ~80 characters."""
+    line = text.rstrip("\r\n")
+    shown = mask_secrets(line[: QUOTE_LIMIT * 4])
+    if len(shown) > QUOTE_LIMIT or len(line) > QUOTE_LIMIT * 4:
+        return f"{shown[:QUOTE_LIMIT]!r}... ({len(line)} characters)"
+    return repr(shown)
+
+
+def check_single_line(key: str, located: Located) -> None:
+    """Refuse a value spread over lines: in INI an indented line (``  password = x``) is
+    silently glued to the key above it, so the next key would leak into e.g. hostname."""
+    if "\n" in located.value or "\r" in located.value:
+        raise InventoryError(
+            f"'{key}' continues on an indented line below it; a value must fit on one line "
+            "(is the next key indented by mistake?)",
+            path=located.path,
+            line=located.line,
         )

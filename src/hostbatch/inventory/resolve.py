@@ -15,12 +15,20 @@ those groups; a key given with different values in two definitions is an error.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from hostbatch.errors import InventoryError
-from hostbatch.inventory.records import HostDefinition, Layer, Located
+from hostbatch.inventory.patterns import clip
+from hostbatch.inventory.records import (
+    SECRET_KEYS,
+    HostDefinition,
+    Layer,
+    Located,
+    mask_secrets,
+)
 from hostbatch.inventory.sshconfig import SSHConfig
 from hostbatch.models import Credentials, Host, Secret
 
@@ -45,28 +53,44 @@ def merge_definitions(definitions: list[HostDefinition]) -> list[_Merged]:
         by_name.setdefault(definition.name, []).append(definition)
     merged: list[_Merged] = []
     for name, defs in by_name.items():
+        if len(defs) == 1:  # the common case: nothing to reconcile
+            only = defs[0]
+            merged.append(
+                _Merged(name, (only,), only.flattened(), tuple(dict.fromkeys(only.groups)))
+            )
+            continue
         values: Layer = {}
         for definition in defs:
             for key, located in definition.flattened().items():
                 seen = values.get(key)
                 if seen is not None and seen.value != located.value:
-                    shown = "(hidden)" if key in ("password", "passphrase", "secret") else None
-                    raise InventoryError(
-                        f"host '{name}' is defined twice with conflicting values for '{key}': "
-                        f"{shown or repr(seen.value)} at {seen.where} and "
-                        f"{shown or repr(located.value)} at {located.where}",
-                        path=located.path,
-                        line=located.line,
-                        host=name,
-                    )
+                    raise _conflict(name, key, seen, located)
                 values.setdefault(key, located)
         groups = tuple(dict.fromkeys(g for d in defs for g in d.groups))
         merged.append(_Merged(name, tuple(defs), values, groups))
     return merged
 
 
+def _conflict(name: str, key: str, seen: Located, located: Located) -> InventoryError:
+    hidden = key in SECRET_KEYS
+    first = "(hidden)" if hidden else shown(seen.value)
+    second = "(hidden)" if hidden else shown(located.value)
+    return InventoryError(
+        f"host '{name}' is defined twice with conflicting values for '{key}': "
+        f"{first} at {seen.where} and {second} at {located.where}",
+        path=located.path,
+        line=located.line,
+        host=name,
+    )
+
+
+def shown(value: str) -> str:
+    """A value quoted in an error: at most ~80 characters, anything secret-looking masked."""
+    return repr(mask_secrets(clip(value)))
+
+
 def _fail(located: Located, message: str, host: str) -> InventoryError:
-    return InventoryError(f"host '{host}': {message}", path=located.path, line=located.line)
+    return InventoryError(f"host '{clip(host)}': {message}", path=located.path, line=located.line)
 
 
 def _port(values: Layer, host: str) -> int:
@@ -76,7 +100,7 @@ def _port(values: Layer, host: str) -> int:
     try:
         port = int(located.value)
     except ValueError:
-        raise _fail(located, f"port {located.value!r} is not a number", host) from None
+        raise _fail(located, f"port {shown(located.value)} is not a number", host) from None
     if not 1 <= port <= 65535:
         raise _fail(located, f"port {port} is out of range (1-65535)", host)
     return port
@@ -95,7 +119,11 @@ def _secret(values: Layer, key: str, host: str, environ: Environ) -> Secret | No
 
 
 def build_host(
-    merged: _Merged, ssh_config: SSHConfig | None, environ: Environ, local_user: str
+    merged: _Merged,
+    ssh_config: SSHConfig | None,
+    environ: Environ,
+    local_user: str,
+    expand_home: Callable[[str], str] = os.path.expanduser,
 ) -> Host:
     """Resolve one merged definition into a frozen Host."""
     values = dict(merged.values)
@@ -114,15 +142,16 @@ def build_host(
     if transport is not None and transport.value not in TRANSPORTS:
         raise _fail(
             transport,
-            f"unknown transport {transport.value!r} (choose from {', '.join(TRANSPORTS)})",
+            f"unknown transport {shown(transport.value)} (choose from {', '.join(TRANSPORTS)})",
             merged.name,
         )
     credentials = Credentials(
         username=values["username"].value if "username" in values else local_user,
         password=_secret(values, "password", merged.name, environ),
-        key_file=os.path.expanduser(values["key_file"].value) if "key_file" in values else None,
+        key_file=expand_home(values["key_file"].value) if "key_file" in values else None,
         passphrase=_secret(values, "passphrase", merged.name, environ),
         secret=_secret(values, "secret", merged.name, environ),
+        become_password=_secret(values, "become_password", merged.name, environ),
     )
     device_type = values["device_type"].value if "device_type" in values else None
     return Host(
@@ -150,7 +179,11 @@ def resolve(
     user = local_user() if callable(local_user) else local_user
     if user is None:
         user = env.get("USER") or env.get("LOGNAME") or "root"
-    hosts = [build_host(m, ssh_config, env, user) for m in merge_definitions(definitions)]
+    # expanduser reads $HOME on every call; once per distinct key_file within this load
+    expand_home = functools.lru_cache(maxsize=None)(os.path.expanduser)
+    hosts = [
+        build_host(m, ssh_config, env, user, expand_home) for m in merge_definitions(definitions)
+    ]
     return resolve_jumps(hosts)
 
 

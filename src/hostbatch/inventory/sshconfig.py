@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hostbatch.errors import InventoryError
-from hostbatch.inventory.records import HostDefinition, LoadResult, Located
+from hostbatch.inventory.records import HostDefinition, LoadResult, Located, quote_line
 
 # ssh_config keyword -> hostbatch key
 KEYWORDS = {
@@ -76,8 +76,21 @@ class SSHConfig:
         return list(found.items())
 
 
-def parse(path: Path, *, _depth: int = 0) -> SSHConfig:
+MAX_INCLUDE_DEPTH = 16  # OpenSSH's READCONF_MAX_DEPTH
+
+
+@dataclass
+class _ParseState:
+    """Shared by one parse and its Includes: the chain of files being read (cycles), and
+    each file's blocks once read (a file included twice is read once: linear, not 2^depth)."""
+
+    chain: list[Path] = field(default_factory=list)
+    parsed: dict[Path, list[_Block]] = field(default_factory=dict)
+
+
+def parse(path: Path, *, _state: _ParseState | None = None) -> SSHConfig:
     """Parse *path*; a missing file is an empty config."""
+    state = _state or _ParseState()
     config = SSHConfig()
     if not path.exists():
         return config
@@ -88,18 +101,31 @@ def parse(path: Path, *, _depth: int = 0) -> SSHConfig:
     preamble = _Block(["*"], 0, str(path))  # options before any Host
     config.blocks.append(preamble)
     current: _Block | None = preamble
+    state.chain.append(path.resolve())
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        match = _LINE.match(line)
-        if not match:
-            raise InventoryError(f"cannot parse {raw!r}", path=str(path), line=number)
-        key, value = match.group("key").lower(), match.group("value")
-        words = shlex.split(value) if value else []
         where = Located("", str(path), number)
-        current = _apply(config, current, key, words, where, depth=_depth)
+        key, words = _split_line(line, where)
+        current = _apply(config, current, key, words, where, state=state)
+    state.chain.pop()
     return config
+
+
+def _split_line(line: str, where: Located) -> tuple[str, list[str]]:
+    """``Keyword value...`` -> (keyword in lower case, the value's words)."""
+    match = _LINE.match(line)
+    if not match:
+        raise InventoryError(f"cannot parse {quote_line(line)}", path=where.path, line=where.line)
+    value = match.group("value")
+    try:
+        words = shlex.split(value) if value else []
+    except ValueError as exc:  # No closing quotation
+        raise InventoryError(
+            f"{exc}: {quote_line(line)}", path=where.path, line=where.line
+        ) from None
+    return match.group("key").lower(), words
 
 
 def _apply(
@@ -109,7 +135,7 @@ def _apply(
     words: list[str],
     where: Located,
     *,
-    depth: int,
+    state: _ParseState,
 ) -> _Block | None:
     """Apply one config line; returns the block later lines belong to."""
     if key == "host":
@@ -118,14 +144,38 @@ def _apply(
         return block
     if key == "match":
         return None  # Match blocks are not supported; skip their options
-    if key == "include" and depth < 8:
+    if key == "include":
         for word in words:
             for included in _include_paths(word):
-                config.blocks.extend(parse(included, _depth=depth + 1).blocks)
+                _add_unseen(config.blocks, _included_blocks(included, where, state))
     elif current is not None and key in KEYWORDS and words:
         value = str(Path(words[0]).expanduser()) if key == "identityfile" else words[0]
         current.options.setdefault(KEYWORDS[key], Located(value, where.path, where.line))
     return current
+
+
+def _included_blocks(included: Path, where: Located, state: _ParseState) -> list[_Block]:
+    """The blocks of an Included file; a cycle or nesting deeper than OpenSSH's is an error."""
+    resolved = included.resolve()
+    if resolved in state.chain:
+        raise InventoryError(
+            f"Include cycle: {included} is already being read", path=where.path, line=where.line
+        )
+    if len(state.chain) > MAX_INCLUDE_DEPTH:
+        raise InventoryError(
+            f"Include nested deeper than {MAX_INCLUDE_DEPTH} levels (as OpenSSH refuses)",
+            path=where.path,
+            line=where.line,
+        )
+    if resolved not in state.parsed:
+        state.parsed[resolved] = parse(included, _state=state).blocks
+    return state.parsed[resolved]
+
+
+def _add_unseen(blocks: list[_Block], more: list[_Block]) -> None:
+    """Append the blocks not already there (first value wins, so a repeat changes nothing)."""
+    seen = {id(block) for block in blocks}
+    blocks.extend(block for block in more if id(block) not in seen)
 
 
 def _include_paths(word: str) -> list[Path]:

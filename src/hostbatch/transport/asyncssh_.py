@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import posixpath
 import signal
 import stat
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncssh
 
@@ -28,13 +31,29 @@ from hostbatch.errors import (
 )
 from hostbatch.models import Host
 from hostbatch.transport import hostkeys
-from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink, RemoteStat
+from hostbatch.transport.base import (
+    ConnectOptions,
+    OutputSink,
+    ProgressSink,
+    RemoteStat,
+    StdinSource,
+)
 
 READ_SIZE = 65536
-# SFTP requests in flight per file: 8 x asyncssh's ~255 KiB blocks = 2 MiB, sshd's channel
-# window. More only queues in asyncssh's buffers (bench/transfer.py: 100 MiB to 20 hosts,
-# 16 in flight 12.4 s and 222 MB RSS; 8 in flight 10.8 s and 116 MB).
-SFTP_REQUESTS = 8
+# Bytes in flight per file: 2 MiB, sshd's channel window, as 8 requests of ~255 KiB (what
+# OpenSSH advertises). More only queues in asyncssh's buffers (bench/transfer.py: 100 MiB
+# to 20 hosts, 16 in flight 12.4 s and 222 MB RSS; 8 in flight 10.8 s and 116 MB). A server
+# advertising larger requests (asyncssh's own: 4 MiB) still gets at most BLOCK_SIZE each:
+# asyncssh's put used 8 x 4 MiB per host, 544 MB peak RSS for 200 MB to 5 hosts.
+BLOCK_SIZE = 256 * 1024
+IN_FLIGHT_PER_FILE = 2 * 1024 * 1024
+MAX_REQUESTS_PER_FILE = 128  # servers advertising small blocks (16 KiB when none)
+# Requests in flight across every transfer of a process: at most 64 MiB.
+TOTAL_REQUESTS = 256
+_closing: set[asyncio.Future[None]] = set()  # remote files closed in the background
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 # AES-GCM first: with AES-NI it costs a fraction of asyncssh's chacha20-poly1305, which
 # builds three cipher contexts per packet (bench/fanout.py profile: 28% of client CPU).
 # The rest of asyncssh's default list follows, so any server still negotiates.
@@ -68,16 +87,35 @@ def _load_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
 
 
 def _known_hosts(path: Path) -> asyncssh.SSHKnownHosts | bytes:
-    """known_hosts parsed once per process and file version."""
+    """known_hosts parsed once per process and file version, malformed lines skipped
+    (asyncssh.read_known_hosts refuses the whole file for one; OpenSSH skips it)."""
     try:
         mtime = path.stat().st_mtime
     except OSError:
         return b""  # no file: nothing is trusted, unknown keys go to the callback
     cache_key = (str(path), mtime)
     if cache_key not in _known_cache:
+        text = hostkeys.usable_text(path)
+        try:
+            known = asyncssh.import_known_hosts(text)
+        except ValueError:  # a line only asyncssh refuses: find it, skip it
+            known = asyncssh.import_known_hosts(_lines_asyncssh_reads(path, text))
         _known_cache.clear()
-        _known_cache[cache_key] = asyncssh.read_known_hosts(str(path))
+        _known_cache[cache_key] = known
     return _known_cache[cache_key]
+
+
+def _lines_asyncssh_reads(path: Path, text: str) -> str:
+    """*text* with every line that asyncssh refuses blanked, each reported once."""
+    kept = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            asyncssh.import_known_hosts(line)
+            kept.append(line)
+        except ValueError as exc:
+            hostkeys.warn_malformed(path, number, str(exc).split(":", 1)[0])
+            kept.append("")
+    return "\n".join(kept)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -111,6 +149,16 @@ def _known_first(known: tuple[str, ...]) -> tuple[str, ...]:
     return known + tuple(name for alg in defaults if (name := alg.decode()) not in known)
 
 
+async def _feed(process: asyncssh.SSHClientProcess[bytes], source: StdinSource) -> None:
+    """Write *source* to the command's stdin, then EOF; stop quietly once the command is
+    gone (it need not read everything)."""
+    with contextlib.suppress(asyncssh.Error, OSError):
+        async for chunk in source:
+            process.stdin.write(chunk)
+            await process.stdin.drain()
+        process.stdin.write_eof()
+
+
 def _remote_stat(attrs: asyncssh.SFTPAttrs) -> RemoteStat:
     mode = attrs.permissions or 0
     return RemoteStat(
@@ -119,6 +167,133 @@ def _remote_stat(attrs: asyncssh.SFTPAttrs) -> RemoteStat:
         mode=stat.S_IMODE(mode),
         mtime=float(attrs.mtime or 0),
     )
+
+
+def _is_regular(attrs: asyncssh.SFTPAttrs) -> bool:
+    if attrs.permissions is not None and stat.S_IFMT(attrs.permissions):
+        return stat.S_ISREG(attrs.permissions)
+    return attrs.type == asyncssh.FILEXFER_TYPE_REGULAR
+
+
+def _budget() -> asyncio.Semaphore:
+    """The running loop's TOTAL_REQUESTS slots (a semaphore belongs to one loop)."""
+    loop = asyncio.get_running_loop()
+    budget = _budgets.get(loop)
+    if budget is None:
+        budget = _budgets[loop] = asyncio.Semaphore(TOTAL_REQUESTS)
+    return budget
+
+
+async def _pipelined(
+    size: int, block: int, step: Callable[[int, int], Awaitable[None]], progress: ProgressSink
+) -> None:
+    """``step(offset, length)`` over ``[0, size)`` in *block* pieces, several at once: at
+    most IN_FLIGHT_PER_FILE bytes of this file and TOTAL_REQUESTS requests of the process.
+    Cancelling it (a deadline, Ctrl-C) cancels every request it started."""
+    budget, limit = _budget(), max(1, min(MAX_REQUESTS_PER_FILE, IN_FLIGHT_PER_FILE // block))
+    pending: set[asyncio.Task[int]] = set()
+    offset = done = 0
+
+    async def piece(at: int, length: int) -> int:
+        await step(at, length)
+        return length
+
+    try:
+        while offset < size or pending:
+            while offset < size and len(pending) < limit:
+                await budget.acquire()
+                length = min(block, size - offset)
+                task = asyncio.ensure_future(piece(offset, length))
+                task.add_done_callback(lambda _task: budget.release())  # also if cancelled
+                pending.add(task)
+                offset += length
+            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            errors = [error for task in finished if (error := task.exception()) is not None]
+            if errors:
+                raise errors[0]
+            done += sum(task.result() for task in finished)
+            progress(done, size)
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def _remote_file(
+    sftp: asyncssh.SFTPClient, path: str, mode: str
+) -> AsyncIterator[asyncssh.SFTPClientFile]:
+    """An open remote file, closed on the way out; after a failure or a cancellation
+    the close is not awaited (a server gone silent would hold the cancellation up)."""
+    handle = await sftp.open(path, mode, block_size=0)
+    try:
+        yield handle
+    except BaseException:
+        closing = asyncio.ensure_future(_close_quietly(handle))
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+        raise
+    await handle.close()
+
+
+async def _close_quietly(handle: asyncssh.SFTPClientFile) -> None:
+    with contextlib.suppress(Exception):  # failed or timed out: no news after a failure
+        await asyncio.wait_for(handle.close(), CLOSE_TIMEOUT)
+
+
+async def _upload(
+    sftp: asyncssh.SFTPClient, local: Path, remote: str, progress: ProgressSink, *, preserve: bool
+) -> None:
+    block = min(BLOCK_SIZE, sftp.limits.max_write_len or BLOCK_SIZE)
+    with local.open("rb") as source:
+        info = os.fstat(source.fileno())
+        async with _remote_file(sftp, remote, "wb") as target:
+
+            async def step(offset: int, length: int) -> None:
+                await target.write(os.pread(source.fileno(), length, offset), offset)
+
+            await _pipelined(info.st_size, block, step, progress)
+    if preserve:
+        attrs = asyncssh.SFTPAttrs(
+            permissions=stat.S_IMODE(info.st_mode),
+            atime=int(info.st_atime),
+            mtime=int(info.st_mtime),
+        )
+        await sftp.setstat(remote, attrs)
+
+
+async def _download(
+    sftp: asyncssh.SFTPClient,
+    remote: str,
+    attrs: asyncssh.SFTPAttrs,
+    local: Path,
+    progress: ProgressSink,
+    *,
+    preserve: bool,
+) -> None:
+    """Read the *attrs.size* bytes the file had when stat'ed (a file growing meanwhile
+    is cut there; one shrinking comes out short, and the engine's size check says so)."""
+    block = min(BLOCK_SIZE, sftp.limits.max_read_len or BLOCK_SIZE)
+    fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        async with _remote_file(sftp, remote, "rb") as source:
+
+            async def step(offset: int, length: int) -> None:
+                while length > 0:  # a server may return less than asked: ask again
+                    data = cast(bytes, await source.read(length, offset))
+                    if not data:
+                        return  # the file shrank: the size check reports it
+                    os.pwrite(fd, data, offset)
+                    offset, length = offset + len(data), length - len(data)
+
+            await _pipelined(attrs.size or 0, block, step, progress)
+    finally:
+        os.close(fd)
+    if preserve:
+        if attrs.permissions is not None:
+            os.chmod(local, stat.S_IMODE(attrs.permissions))
+        if attrs.mtime is not None:
+            os.utime(local, (attrs.atime or attrs.mtime, attrs.mtime))
 
 
 class _Client(asyncssh.SSHClient):
@@ -241,12 +416,23 @@ class AsyncsshTransport:
             raise ConnectError("not connected", host=self.host.name)
         return self._conn
 
-    async def run(self, command: str, output: OutputSink, timeout: float | None) -> int:
+    async def run(
+        self,
+        command: str,
+        output: OutputSink,
+        timeout: float | None,
+        *,
+        stdin: StdinSource | None = None,
+    ) -> int:
         try:
             process = await self.conn.create_process(command, encoding=None)
         except (asyncssh.Error, OSError) as exc:
             raise ConnectError(f"cannot start command: {exc}", host=self.host.name) from None
-        process.stdin.write_eof()
+        if stdin is None:
+            process.stdin.write_eof()
+            feeder = None
+        else:
+            feeder = asyncio.ensure_future(_feed(process, stdin))
         try:
             return await asyncio.wait_for(self._collect(process, output), timeout)
         except TimeoutError:
@@ -262,6 +448,11 @@ class AsyncsshTransport:
         except asyncio.CancelledError:  # Ctrl-C in the shell: stop the remote command too
             await asyncio.shield(self._terminate(process))
             raise
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feeder
 
     async def _collect(self, process: asyncssh.SSHClientProcess[bytes], output: OutputSink) -> int:
         async def pump(reader: asyncssh.SSHReader[bytes], stream: str) -> None:
@@ -339,13 +530,7 @@ class AsyncsshTransport:
     ) -> None:
         sftp = await self._sftp()
         try:
-            await sftp.put(
-                str(local),
-                remote,
-                preserve=preserve,
-                max_requests=SFTP_REQUESTS,
-                progress_handler=lambda _s, _d, done, total: progress(done, total),
-            )
+            await _upload(sftp, local, remote, progress, preserve=preserve)
         except (asyncssh.Error, OSError) as exc:
             error = self._file_error(f"put {remote}", exc)
             if isinstance(exc, asyncssh.SFTPFailure):
@@ -357,13 +542,10 @@ class AsyncsshTransport:
     ) -> None:
         sftp = await self._sftp()
         try:
-            await sftp.get(
-                remote,
-                str(local),
-                preserve=preserve,
-                max_requests=SFTP_REQUESTS,
-                progress_handler=lambda _s, _d, done, total: progress(done, total),
-            )
+            attrs = await sftp.stat(remote)
+            if not _is_regular(attrs):  # a device or FIFO may never end: refuse it
+                raise RemoteFileError(f"get {remote}: not a regular file", host=self.host.name)
+            await _download(sftp, remote, attrs, local, progress, preserve=preserve)
         except (asyncssh.Error, OSError) as exc:
             raise self._file_error(f"get {remote}", exc) from None
 

@@ -6,7 +6,7 @@ exception into a :class:`~hostbatch.errors.TransportError` subclass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol, runtime_checkable
@@ -17,6 +17,8 @@ from hostbatch.models import CommandOutput, CommandSet, Host, Stream
 HostKeyPolicy = Literal["strict", "accept-new", "off"]
 OutputSink = Callable[[Stream, bytes], None]
 ProgressSink = Callable[[int, int], None]
+StdinSource = AsyncIterable[bytes]
+"""Bytes for a command's stdin, written in order as they come; EOF when it ends."""
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -66,9 +68,19 @@ class Transport(Protocol):
         """Open and authenticate. Raises ConnectError, AuthenticationError, HostKeyError,
         ConnectTimeout."""
 
-    async def run(self, command: str, output: OutputSink, timeout: float | None) -> int:
+    async def run(
+        self,
+        command: str,
+        output: OutputSink,
+        timeout: float | None,
+        *,
+        stdin: StdinSource | None = None,
+    ) -> int:
         """Run *command*, feeding stdout/stderr bytes to *output* as they arrive; return the
-        exit status. On timeout the remote process is terminated and CommandTimeout raised."""
+        exit status. On timeout the remote process is terminated and CommandTimeout raised.
+        The command's stdin gets *stdin*'s chunks, written as they come (with the channel's
+        flow control: a slow reader slows the source), then EOF; without it, EOF at once.
+        A command that exits without reading it all is fine."""
 
     async def stat(self, remote: str) -> RemoteStat | None:
         """The remote path's type, size, mode and mtime; None when it does not exist."""

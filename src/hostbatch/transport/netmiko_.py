@@ -64,10 +64,17 @@ from hostbatch.errors import (
     MissingExtraError,
     RemoteFileError,
     TransportError,
+    UsageError,
 )
 from hostbatch.models import CommandOutput, CommandSet, Host
 from hostbatch.transport.asyncssh_ import AsyncsshTransport
-from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink, RemoteStat
+from hostbatch.transport.base import (
+    ConnectOptions,
+    OutputSink,
+    ProgressSink,
+    RemoteStat,
+    StdinSource,
+)
 
 T = TypeVar("T")
 
@@ -465,7 +472,16 @@ class NetmikoTransport:
             output("stdout", (text if text.endswith("\n") else text + "\n").encode())
         return text
 
-    async def run(self, command: str, output: OutputSink, timeout: float | None) -> int:
+    async def run(
+        self,
+        command: str,
+        output: OutputSink,
+        timeout: float | None,
+        *,
+        stdin: StdinSource | None = None,
+    ) -> int:
+        if stdin is not None:
+            raise UsageError(f"{self.host.name}: a network device's CLI takes no --stdin")
         text = await self._send(command, timeout or DEFAULT_READ_TIMEOUT, output)
         error = self.platform.error_in(text)
         if error is not None:

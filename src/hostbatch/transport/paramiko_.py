@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import select
 import signal
 import stat
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 import paramiko
 from paramiko.common import cMSG_CHANNEL_REQUEST
@@ -40,11 +41,23 @@ from hostbatch.errors import (
 )
 from hostbatch.models import Host, Stream
 from hostbatch.transport import hostkeys
-from hostbatch.transport.base import ConnectOptions, OutputSink, ProgressSink, RemoteStat
+from hostbatch.transport.base import (
+    ConnectOptions,
+    OutputSink,
+    ProgressSink,
+    RemoteStat,
+    StdinSource,
+)
 
 READ_SIZE = 65536
 POLL_INTERVAL = 0.25  # how often a reading thread checks whether it should give up
+PARAMIKO_TIMER_SLACK = 2.0  # seconds past connect_timeout for paramiko's timers
+SEND_WAIT = 0.005  # stdin: how long a writing thread waits for channel window space
 MAX_THREADS = 512
+# A get reads this much per pipelined batch (64 of paramiko's 32 KiB requests): bytes in
+# flight per file stay bounded, and a cancelled get stops within one batch.
+GET_BATCH = 64 * 32768
+CANCEL_GRACE = 2.0  # seconds a cancelled transfer's thread gets to stop by itself
 _T = TypeVar("_T")
 
 _pool_lock = threading.Lock()
@@ -133,8 +146,10 @@ def trust_known_keys(client: paramiko.SSHClient, host: Host, options: ConnectOpt
     for line in hostkeys.key_lines(path, host.hostname, host.port):
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-        except paramiko.hostkeys.InvalidHostKey as exc:
-            raise HostKeyError(f"cannot read {path}: {exc}", host=host.name) from None
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError) as exc:
+            number = hostkeys.line_number(path, line)
+            hostkeys.warn_malformed(path, number, f"paramiko cannot read the key: {exc}")
+            continue  # skipped, as OpenSSH does
         if entry is not None and entry.key is not None:
             client.get_host_keys().add(token, entry.key.get_name(), entry.key)
 
@@ -218,6 +233,33 @@ def _pump(
         if stop.is_set():
             return _Outcome(-1, stopped=True)
     return _Outcome(chan.exit_status, stopped=False)
+
+
+def _send_blocking(chan: paramiko.Channel, data: bytes, stop: threading.Event) -> bool:
+    """Send all of *data* on the non-blocking *chan*, waiting for window space; False
+    when the channel closed or *stop* was set first (thread)."""
+    offset = 0
+    while offset < len(data):
+        if stop.is_set() or chan.closed or chan.eof_received:
+            return False
+        try:
+            sent = chan.send(data[offset : offset + READ_SIZE])
+        except TimeoutError:  # no window space yet (the channel's timeout is 0)
+            stop.wait(SEND_WAIT)
+            continue
+        if sent == 0:
+            return False
+        offset += sent
+    return True
+
+
+async def _feed(chan: paramiko.Channel, source: StdinSource, stop: threading.Event) -> None:
+    """Write *source* to the command's stdin, then EOF; stop quietly once it is gone."""
+    with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+        async for chunk in source:
+            if not await _in_thread(_send_blocking, chan, chunk, stop):
+                return
+        await _in_thread(chan.shutdown_write)
 
 
 def _terminate(chan: paramiko.Channel) -> None:
@@ -323,7 +365,10 @@ class ParamikoTransport:
     def _auth_kwargs(self) -> dict[str, Any]:
         """Credentials and timeouts, mirroring the asyncssh transport's choices."""
         creds = self.host.credentials
-        timeout = self.options.connect_timeout
+        # paramiko's own timers run a little past our deadline, so the deadline in
+        # connect() always fires first and the host is reported as a connect timeout (a
+        # banner timer firing first surfaced as "No existing session" under load).
+        timeout = self.options.connect_timeout + PARAMIKO_TIMER_SLACK
         kwargs: dict[str, Any] = {
             "timeout": timeout,
             "banner_timeout": timeout,
@@ -378,21 +423,33 @@ class ParamikoTransport:
 
     # -- commands ----------------------------------------------------------------------
 
-    def _start(self, command: str) -> paramiko.Channel:
-        """Open a session channel and start *command* with stdin at EOF (thread)."""
+    def _start(self, command: str, *, close_stdin: bool) -> paramiko.Channel:
+        """Open a session channel and start *command*, its stdin at EOF if asked (thread)."""
         chan = self._transport().open_session(timeout=self.options.connect_timeout)
         chan.exec_command(command)
-        chan.shutdown_write()
+        if close_stdin:
+            chan.shutdown_write()
         chan.settimeout(0.0)
         return chan
 
-    async def run(self, command: str, output: OutputSink, timeout: float | None) -> int:
+    async def run(
+        self,
+        command: str,
+        output: OutputSink,
+        timeout: float | None,
+        *,
+        stdin: StdinSource | None = None,
+    ) -> int:
         try:
-            chan = await _in_thread(self._start, command)
+            chan = await _in_thread(
+                functools.partial(self._start, command, close_stdin=stdin is None)
+            )
         except TransportError:
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ConnectError(f"cannot start command: {exc}", host=self.host.name) from None
+        stop_feeding = threading.Event()
+        feeder = None if stdin is None else asyncio.ensure_future(_feed(chan, stdin, stop_feeding))
         try:
             outcome = await self._collect(chan, output, timeout)
         except asyncio.CancelledError:  # Ctrl-C in the shell: stop the remote command too
@@ -400,6 +457,11 @@ class ParamikoTransport:
                 _terminate(chan)
             raise
         finally:
+            stop_feeding.set()
+            if feeder is not None:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feeder
             with contextlib.suppress(Exception):
                 chan.close()
         return self._exit_status(chan, outcome)
@@ -464,11 +526,31 @@ class ParamikoTransport:
         sftp.close()  # another thread won the race
         return self._sftp_client
 
-    async def _file_op(self, action: str, func: Callable[..., _T], *args: Any) -> _T:
-        """Run one blocking SFTP operation in a thread, translating its errors."""
+    async def _file_op(
+        self,
+        action: str,
+        func: Callable[..., _T],
+        *args: Any,
+        stop: threading.Event | None = None,
+    ) -> _T:
+        """Run one blocking SFTP operation in a thread, translating its errors.
+
+        Cancelled (a deadline, Ctrl-C), it sets *stop* (a transfer's callback then ends
+        its copy at the next batch) and hands the SFTP session over to be closed once the
+        thread ends, or after CANCEL_GRACE seconds: a thread waiting on a silent server
+        then fails instead of waiting forever. The next operation starts a new session."""
+        future = _executor().submit(func, *args)
         try:
-            return await _in_thread(func, *args)
+            return await asyncio.wrap_future(future)
         except TransportError:
+            raise
+        except asyncio.CancelledError:
+            if stop is not None:
+                stop.set()
+            with self._lock:
+                sftp, self._sftp_client = self._sftp_client, None
+            if sftp is not None:
+                _executor().submit(_close_when_done, future, sftp)
             raise
         except Exception as exc:
             raise self._file_error(action, exc) from None
@@ -515,12 +597,17 @@ class ParamikoTransport:
     async def put(
         self, local: Path, remote: str, progress: ProgressSink, *, preserve: bool = False
     ) -> None:
-        callback = _progress_callback(asyncio.get_running_loop(), progress)
-        await self._file_op(f"put {remote}", self._put_blocking, local, remote, callback, preserve)
+        stop = threading.Event()
+        callback = _progress_callback(asyncio.get_running_loop(), progress, stop)
+        await self._file_op(
+            f"put {remote}", self._put_blocking, local, remote, callback, preserve, stop=stop
+        )
 
     def _put_blocking(
         self, local: Path, remote: str, callback: Callable[[int, int], None], preserve: bool
     ) -> None:
+        """paramiko's pipelined writes block once the channel window (2 MiB) is full:
+        memory stays bounded whatever the server advertises."""
         sftp = self._sftp()
         sftp.put(str(local), remote, callback=callback, confirm=True)
         if preserve:
@@ -531,20 +618,26 @@ class ParamikoTransport:
     async def get(
         self, remote: str, local: Path, progress: ProgressSink, *, preserve: bool = False
     ) -> None:
-        callback = _progress_callback(asyncio.get_running_loop(), progress)
-        await self._file_op(f"get {remote}", self._get_blocking, remote, local, callback, preserve)
+        stop = threading.Event()
+        callback = _progress_callback(asyncio.get_running_loop(), progress, stop)
+        await self._file_op(
+            f"get {remote}", self._get_blocking, remote, local, callback, preserve, stop=stop
+        )
 
     def _get_blocking(
         self, remote: str, local: Path, callback: Callable[[int, int], None], preserve: bool
     ) -> None:
         sftp = self._sftp()
+        attrs = sftp.stat(remote)
+        if not stat.S_ISREG(attrs.st_mode or 0):  # a device or FIFO may never end
+            raise RemoteFileError(f"get {remote}: not a regular file", host=self.host.name)
         try:
-            sftp.get(remote, str(local), callback=callback)
+            with sftp.open(remote, "rb") as source, local.open("wb") as target:
+                _copy_batches(source, target, attrs.st_size or 0, callback)
         except BaseException:
-            local.unlink(missing_ok=True)  # paramiko creates the file before it reads
+            local.unlink(missing_ok=True)
             raise
         if preserve:
-            attrs = sftp.stat(remote)
             if attrs.st_mode is not None:
                 os.chmod(local, stat.S_IMODE(attrs.st_mode))
             if attrs.st_mtime is not None:
@@ -594,15 +687,41 @@ def _remote_stat(attrs: paramiko.SFTPAttributes) -> RemoteStat:
     )
 
 
+class _Stopped(Exception):
+    """Raised in a transfer's thread by its callback once the transfer was cancelled."""
+
+
 def _progress_callback(
-    loop: asyncio.AbstractEventLoop, progress: ProgressSink
+    loop: asyncio.AbstractEventLoop, progress: ProgressSink, stop: threading.Event
 ) -> Callable[[int, int], None]:
-    """A paramiko transfer callback that reports on the event loop thread."""
+    """A paramiko transfer callback that reports on the event loop thread, and ends the
+    transfer (paramiko calls it after every block) once *stop* is set."""
 
     def callback(done: int, total: int) -> None:
+        if stop.is_set():
+            raise _Stopped("transfer cancelled")
         loop.call_soon_threadsafe(progress, done, total)
 
     return callback
+
+
+def _copy_batches(
+    source: paramiko.SFTPFile, target: BinaryIO, size: int, callback: Callable[[int, int], None]
+) -> None:
+    """The first *size* bytes of *source* (the size stat'ed: a file growing meanwhile is
+    cut there), GET_BATCH at a time, each batch's requests pipelined by ``readv``."""
+    block = paramiko.SFTPFile.MAX_REQUEST_SIZE
+    for start in range(0, size, GET_BATCH):
+        end = min(size, start + GET_BATCH)
+        for data in source.readv([(at, min(block, end - at)) for at in range(start, end, block)]):
+            target.write(data)
+        callback(end, size)
+
+
+def _close_when_done(future: Future[Any], sftp: paramiko.SFTPClient) -> None:
+    """Close a cancelled operation's SFTP session once its thread ends (or gives up)."""
+    wait([future], timeout=CANCEL_GRACE)
+    _close_quietly(sftp, None)
 
 
 def _is_timeout(exc: BaseException) -> bool:

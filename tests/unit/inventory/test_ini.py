@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import configparser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hostbatch.errors import InventoryError
-from hostbatch.inventory import load_inventory
+from hostbatch.inventory import ini, load_inventory
 from hostbatch.models import Secret
 from tests.unit.inventory.conftest import WriteFile
 
@@ -201,3 +204,41 @@ def test_unknown_transport(write: WriteFile) -> None:
 def test_empty_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match="holds no"):
         load_inventory([tmp_path], ssh_config=None)
+
+
+INI_LINES = [
+    "[a]", "[b]", "[DEFAULT]", "[a] trailing", "[x]y]", "  [b]", "[open",
+    "key = v", "Key: w", "other=", "k = a = b", "=v", ": v", "x", "  cont", "\tcont2",
+    "", "   ", "# c", "; c", "  # indented comment", " key = z", "hostname=10.0.0.1",
+]  # fmt: skip
+
+
+def _configparser_view(text: str) -> dict[str, dict[str, str]] | None:
+    parser = configparser.ConfigParser(interpolation=None, default_section="\x00none", strict=True)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return None
+    return {name: dict(parser.items(name, raw=True)) for name in parser.sections()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(INI_LINES), max_size=12))
+def test_ini_reader_matches_configparser(lines: list[str]) -> None:
+    text = "\n".join(lines) + "\n"
+    expected = _configparser_view(text)
+    reader = ini._Reader(Path("t.ini"), text)
+    if expected is None:
+        with pytest.raises(InventoryError, match=r"^t\.ini:\d+: syntax error: "):
+            reader.read()
+        return
+    got = {name: {k: v for k, v, _ in s.items} for name, s in reader.read().items()}
+    assert got == expected
+
+
+def test_ini_reader_knows_every_key_line(write: WriteFile) -> None:
+    path = write("hosts.ini", "# top\n[a]\n\nhostname = 1\n  more\nport: 22\n[b]\nuser=x\n")
+    sections = ini._read(path)
+    assert sections["a"].line == 2 and sections["b"].line == 7
+    assert [(k, line) for k, _, line in sections["a"].items] == [("hostname", 4), ("port", 6)]
+    assert sections["a"].items[0][1] == "1\nmore"

@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hostbatch.errors import SelectionError
-from hostbatch.inventory.patterns import expand, fold, fold_text, parse_terms, split_terms
+from hostbatch.inventory.patterns import (
+    count_names,
+    expand,
+    fold,
+    fold_text,
+    parse_terms,
+    split_terms,
+)
 
 
 def test_expand_keeps_zero_padding() -> None:
@@ -80,3 +87,15 @@ def test_fold_then_expand_round_trips(numbers: set[int], padded: bool) -> None:
     names = [f"node{n:03d}" if padded else f"node{n}" for n in numbers]
     expanded = [name for pattern in fold(names) for name in expand(pattern)]
     assert sorted(expanded) == sorted(names)
+
+
+@pytest.mark.parametrize("text", ["", ",", "web01,", ",web01", "a,,b", "  ", "!"])
+def test_empty_terms_are_errors(text: str) -> None:
+    with pytest.raises(SelectionError, match="empty"):
+        list(parse_terms(text))
+
+
+def test_count_names_does_not_build_them() -> None:
+    assert count_names("web[01-03]x[1,5-6]") == 9
+    assert count_names("plain") == 1
+    assert count_names("n[0-999999][0-999999][0-999999]") == 10**18

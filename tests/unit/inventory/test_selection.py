@@ -6,6 +6,7 @@ import pytest
 
 from hostbatch.errors import SelectionError
 from hostbatch.inventory import Inventory
+from hostbatch.inventory.patterns import MAX_EXPANSION
 from hostbatch.models import Host, Secret
 
 
@@ -73,3 +74,45 @@ def test_ask_pass_fills_only_hosts_without_password() -> None:
     updated = inventory.with_password(Secret("typed"))
     assert updated.hosts["a"].credentials.password == Secret("typed")
     assert "typed" not in repr(updated.hosts["a"])
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"hosts": ""},
+        {"hosts": ","},
+        {"hosts": " , "},
+        {"groups": ""},
+        {"patterns": [""]},
+        {"hosts": ["web01", ""]},
+        {"hosts": "web01,,web02"},
+        {"hosts": "web01,"},
+        {"groups": "web,"},
+    ],
+)
+def test_empty_selection_or_term_is_an_error_never_all(
+    inventory: Inventory, given: dict[str, str | list[str]]
+) -> None:
+    with pytest.raises(SelectionError, match="empty"):
+        inventory.select(
+            hosts=given.get("hosts"), groups=given.get("groups"), patterns=given.get("patterns")
+        )
+
+
+def test_not_given_at_all_still_means_every_host(inventory: Inventory) -> None:
+    assert len(inventory.select(hosts=None, groups=None, patterns=None)) == len(inventory)
+    assert len(inventory.select(hosts=[], groups=(), patterns=[])) == len(inventory)
+
+
+def test_total_expansion_is_bounded_before_building_names(inventory: Inventory) -> None:
+    huge = ",".join(["web[0-999998]"] * 12)
+    with pytest.raises(SelectionError) as caught:
+        inventory.select(hosts=huge)
+    message = str(caught.value)
+    assert "11999988" in message and f"{MAX_EXPANSION}" in message
+
+
+def test_expansion_bound_spans_hosts_groups_and_patterns(inventory: Inventory) -> None:
+    half = f"web[1-{MAX_EXPANSION // 2 + 1}]"
+    with pytest.raises(SelectionError, match=r"limit is"):
+        inventory.select(hosts=half, patterns=[half])

@@ -16,6 +16,7 @@ from hostbatch.engine.executors.inline import for_each_host, run_hosts
 from hostbatch.engine.executors.processes import run_sharded
 from hostbatch.engine.hostrun import Emit
 from hostbatch.engine.plan import Plan
+from hostbatch.engine.rollout import StartGate, run_rollout
 from hostbatch.errors import SinkError
 from hostbatch.transport.registry import is_blocking
 
@@ -24,16 +25,24 @@ E = TypeVar("E")
 
 
 async def execute(plan: Plan, emit: Emit) -> None:
-    """Run *plan*, in this process or sharded across worker processes by host count."""
+    """Run *plan*, in this process or sharded across worker processes by host count;
+    a rolling plan (canary, batches, failure budget) wave by wave (engine/rollout.py)."""
+    if plan.limits.rolling:
+        await run_rollout(plan, emit, _execute_wave)
+    else:
+        await _execute_wave(plan, emit, None)
+
+
+async def _execute_wave(plan: Plan, emit: Emit, gate: StartGate | None) -> None:
     blocking_hosts = sum(is_blocking(plan.transport_for(h)) for h in plan.hosts)
     workers, fanout = plan.limits.layout(
         len(plan.hosts), blocking=blocking_hosts * 2 > len(plan.hosts)
     )
     plan = replace(plan, limits=replace(plan.limits, fanout=fanout))
     if workers == 1:
-        await run_hosts(plan, emit)
+        await run_hosts(plan, emit, gate=gate)
     else:
-        await run_sharded(plan, emit, workers)
+        await run_sharded(plan, emit, workers, gate=gate)
 
 
 async def with_sink(

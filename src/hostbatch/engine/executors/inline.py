@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from hostbatch.engine.hostrun import Emit, run_host
 from hostbatch.engine.plan import Plan
 from hostbatch.engine.pool import TransportPool
+from hostbatch.engine.rollout import StartGate, not_started
 from hostbatch.models import Finished, Host
 
 HostJob = Callable[[Host], Awaitable[None]]
@@ -24,11 +25,17 @@ async def for_each_host(hosts: Sequence[Host], fanout: int, job: HostJob) -> Non
     await asyncio.gather(*(worker() for _ in range(min(fanout, len(hosts)))))
 
 
-async def run_hosts(plan: Plan, emit: Emit, pool: TransportPool | None = None) -> None:
+async def run_hosts(
+    plan: Plan, emit: Emit, pool: TransportPool | None = None, gate: StartGate | None = None
+) -> None:
     """Run every host of *plan* with at most ``fanout`` at once; emits Finished for each.
-    With a *pool*, connections are reused and left open (the shell)."""
+    With a *pool*, connections are reused and left open (the shell). Once *gate* is
+    closed, hosts not yet started are reported not started (engine/rollout.py)."""
 
     async def one(host: Host) -> None:
+        if gate is not None and not gate.open:
+            emit(Finished(not_started(host.name, gate.reason)))
+            return
         emit(Finished(await run_host(plan, host, emit, pool)))
 
     await for_each_host(plan.hosts, plan.limits.fanout_or_default(), one)

@@ -22,12 +22,14 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from hostbatch.engine.executors.inline import run_hosts
 from hostbatch.engine.hostrun import Emit
 from hostbatch.engine.plan import Plan
+from hostbatch.engine.rollout import StartGate
 from hostbatch.models import Event, Finished, HostResult, Started, Status
 
 FLUSH_SECONDS = 0.02
@@ -36,6 +38,10 @@ FLUSH_EVENTS = 256
 # their connections (the transports bound each close by a few seconds), before SIGKILL.
 WORKER_EXIT_WAIT = 8.0
 EXIT_CANCELLED = 128 + signal.SIGTERM
+# The parent's StartGate closed (--max-fail): it writes this on each worker's control
+# pipe and the worker starts no more hosts. Hosts a worker started before the message
+# arrived (its events reach the parent every FLUSH_SECONDS) finish.
+STOP_STARTING = "stop-starting"
 
 
 class _Batcher:
@@ -69,7 +75,24 @@ class _Batcher:
             self.flush()
 
 
-def _worker_main(plan: Plan, conn: Connection) -> None:
+def _watch_control(control: Connection, gate: StartGate) -> None:
+    """Close *gate* when the parent says so on *control* (read when readable)."""
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            message = control.recv()
+        except (EOFError, OSError):
+            message = None
+        if message == STOP_STARTING:
+            gate.close("")
+        if message != STOP_STARTING or not gate.open:
+            loop.remove_reader(control.fileno())
+
+    loop.add_reader(control.fileno(), readable)
+
+
+def _worker_main(plan: Plan, conn: Connection, control: Connection) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # and about a hang-up
@@ -81,8 +104,10 @@ def _worker_main(plan: Plan, conn: Connection) -> None:
         assert run is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, run.cancel)
         ticker = asyncio.create_task(batcher.tick(parent, run))
+        gate = StartGate()
+        _watch_control(control, gate)
         try:
-            await run_hosts(plan, batcher)
+            await run_hosts(plan, batcher, gate=gate)
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -106,8 +131,17 @@ def _worker_main(plan: Plan, conn: Connection) -> None:
 
 
 class _Shard:
-    def __init__(self, plan: Plan, process: BaseProcess, conn: Connection) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        process: BaseProcess,
+        conn: Connection,
+        control: Connection,
+        gate: StartGate | None,
+    ) -> None:
         self.plan = plan
+        self.control = control
+        self.gate = gate
         self.process = process
         self.conn = conn
         self.unfinished = {h.name for h in plan.hosts}
@@ -123,12 +157,19 @@ class _Shard:
             if not self.done.done():
                 self.done.set_result(None)
             return
-        for event in batch:
+        for received in batch:
+            event = received
             if isinstance(event, Started):
                 self.started[event.host] = event.at
             elif isinstance(event, Finished):
                 self.unfinished.discard(event.host)
+                if event.result.status is Status.NOT_STARTED and self.gate is not None:
+                    event = Finished(replace(event.result, error=self.gate.reason))
             emit(event)
+
+    def stop_starting(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.control.send(STOP_STARTING)
 
     def fail_unfinished(self, emit: Emit) -> None:
         code = self.process.exitcode
@@ -167,8 +208,9 @@ async def _wait_for_workers(shards: list[_Shard]) -> None:
             shard.process.join(timeout=1)
 
 
-async def run_sharded(plan: Plan, emit: Emit, workers: int) -> None:
-    """Run *plan* across *workers* processes; returns when every host has finished."""
+async def run_sharded(plan: Plan, emit: Emit, workers: int, gate: StartGate | None = None) -> None:
+    """Run *plan* across *workers* processes; returns when every host has finished.
+    When *gate* closes, every worker is told to start no more hosts."""
     context = multiprocessing.get_context("spawn")  # fork is unsafe with threads or a loop
     loop = asyncio.get_running_loop()
     shards: list[_Shard] = []
@@ -177,12 +219,18 @@ async def run_sharded(plan: Plan, emit: Emit, workers: int) -> None:
         if not shard_plan.hosts:
             continue
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_worker_main, args=(shard_plan, sender), daemon=True)
+        control_in, control_out = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_worker_main, args=(shard_plan, sender, control_in), daemon=True
+        )
         process.start()
         sender.close()
-        shard = _Shard(shard_plan, process, receiver)
+        control_in.close()
+        shard = _Shard(shard_plan, process, receiver, control_out, gate)
         loop.add_reader(receiver.fileno(), shard.receive, emit)
         shards.append(shard)
+        if gate is not None:
+            gate.on_close(shard.stop_starting)
     cancelled = False
     try:
         await asyncio.gather(*(s.done for s in shards))
@@ -199,3 +247,4 @@ async def run_sharded(plan: Plan, emit: Emit, workers: int) -> None:
                 if not cancelled:  # a cancelled run reports nothing more
                     shard.fail_unfinished(emit)
                 shard.conn.close()
+                shard.control.close()
