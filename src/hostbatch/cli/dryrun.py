@@ -13,12 +13,13 @@ from typing import Any, NoReturn
 import click
 
 from hostbatch.cli.common import EXIT_OK, load_selection
+from hostbatch.cli.hosts import MASK
 from hostbatch.cli.options import EngineOptions, SelectionOptions, WorkflowOptions
 from hostbatch.cli.workflow import applied
 from hostbatch.engine.limits import Limits
 from hostbatch.models import Command, CommandSet, Host, Secret, Transfer
+from hostbatch.output.table import format_columns
 
-MASK = "********"
 COLUMNS = ("HOST", "ADDRESS", "USER", "TRANSPORT", "JUMP", "AUTH")
 
 dry_run_option = click.option(
@@ -115,11 +116,7 @@ def format_plan(records: list[dict[str, Any]]) -> str:
         )
         for r in records
     ]
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
-    return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-        for row in [COLUMNS, *rows]
-    )
+    return format_columns(COLUMNS, rows)
 
 
 def print_plan(

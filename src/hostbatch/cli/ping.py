@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 
 import click
@@ -18,22 +18,22 @@ from hostbatch.engine.probe import ProbeResult, probe_all
 from hostbatch.inventory.patterns import fold_text
 from hostbatch.models import Host
 from hostbatch.output.color import GREEN, RED, paint
+from hostbatch.output.table import format_columns
 
 COLUMNS = ("HOST", "ADDRESS", "STATUS", "TCP_MS", "BANNER / ERROR")
 ICMP_COLUMNS = ("HOST", "ADDRESS", "STATUS", "LOSS", "RTT MIN/AVG/MAX MS")
 
 
-def _aligned(rows: Sequence[tuple[str, ...]], columns: tuple[str, ...], color: bool) -> str:
-    """Columns padded to width; the STATUS column (the third) green when ok, else red."""
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns[:-1])]
-    lines = []
-    for index, row in enumerate([columns, *rows]):
-        cells = [v.ljust(w) for v, w in zip(row[:-1], widths, strict=True)]
-        if index and color:
-            good = row[2] in ("ok", REACHABLE)
-            cells[2] = paint(cells[2], GREEN if good else RED, True)
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
-    return "\n".join(lines)
+def _status_style(color: bool) -> Callable[[Sequence[str], list[str]], list[str]] | None:
+    """Colour the STATUS column (the third): green when usable / reachable, else red."""
+    if not color:
+        return None
+
+    def style(row: Sequence[str], cells: list[str]) -> list[str]:
+        good = row[2] in ("ok", REACHABLE)
+        return [*cells[:2], paint(cells[2], GREEN if good else RED, True), *cells[3:]]
+
+    return style
 
 
 def format_icmp(results: list[EchoResult], *, color: bool = False) -> str:
@@ -49,7 +49,7 @@ def format_icmp(results: list[EchoResult], *, color: bool = False) -> str:
         )
         for r in results
     ]
-    return _aligned(rows, ICMP_COLUMNS, color)
+    return format_columns(ICMP_COLUMNS, rows, style=_status_style(color))
 
 
 def format_table(results: list[ProbeResult], *, color: bool = False) -> str:
@@ -63,7 +63,7 @@ def format_table(results: list[ProbeResult], *, color: bool = False) -> str:
         )
         for r in results
     ]
-    return _aligned(rows, COLUMNS, color)
+    return format_columns(COLUMNS, rows, style=_status_style(color))
 
 
 @click.command("ping")
