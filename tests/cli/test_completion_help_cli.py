@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hostbatch.cli.help_topics import EXIT_CODES, SELECTION_TERMS, TOPICS
+from hostbatch.inventory.records import HOST_KEYS
 from tests.fixtures.cli import cli_argv, cli_env, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +120,11 @@ def _readme_table(heading: str) -> list[tuple[str, str]]:
         if cells[1] not in ("code", "term", "---"):
             rows.append((cells[1], cells[2]))
     return rows
+
+
+def test_inventory_page_names_every_key() -> None:
+    page = TOPICS["inventory"][1]
+    assert [key for key in sorted(HOST_KEYS) if key not in page] == []
 
 
 def test_help_pages_agree_with_the_readme() -> None:

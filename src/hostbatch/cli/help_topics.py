@@ -103,7 +103,8 @@ Forms:
 
 Keys: hostname (ip, host), port, username (user), password, password_env, key_file
 (identity_file), passphrase, passphrase_env, transport (asyncssh, paramiko, netmiko),
-device_type (e.g. cisco_ios), secret / secret_env (enable secret), proxy_jump.
+device_type (e.g. cisco_ios), secret / secret_env (enable secret), proxy_jump,
+become_password_env (sudo's password for run --sudo).
 An unknown key is a warning naming the file and line.
 
 Precedence (highest first): the host's own values; its groups' values in the order it
