@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +140,16 @@ def test_no_reply_formatting_and_sorting() -> None:
 )
 def test_ping_group_range(text: str, gids: list[int], allowed: bool) -> None:
     assert ping_group_allows(gids, text) is allowed
+
+
+def test_missing_icmplib_names_the_extra() -> None:
+    """Without icmplib installed (hidden from this process), one line says what to install."""
+    code = "import sys; sys.modules['icmplib'] = None; from hostbatch.cli.app import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "ping", "--icmp", "127.0.0.1"],
+        env=cli_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (
+        "hostbatch: error: ping --icmp needs the 'icmplib' package: pip install 'hostbatch[icmp]'\n"
+    )
