@@ -17,10 +17,11 @@ class Secret:
     returns the value, and only transports call it.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "origin")
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, origin: str | None = None) -> None:
         self._value = value
+        self.origin = origin  # where it came from, e.g. "password_env DB_PW", never the value
         register_secret(value)  # so no log record can carry it (hostbatch.logs)
 
     def reveal(self) -> str:
@@ -38,9 +39,9 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:
+    def __reduce__(self) -> tuple[type[Secret], tuple[str, str | None]]:
         # Worker processes receive hosts by pickle; the value must survive that.
-        return (Secret, (self._value,))
+        return (Secret, (self._value, self.origin))
 
 
 @dataclass(frozen=True)

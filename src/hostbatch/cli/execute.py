@@ -289,6 +289,8 @@ def execute_transfer(
     transfer: Transfer,
     engine: EngineOptions,
     journal: JournalOptions,
+    *,
+    color: bool = False,
 ) -> NoReturn:
     """Shared body of put, get and batch_scp; exits with the run's code."""
     _, hosts = load_selection(selection, journal)
@@ -299,7 +301,7 @@ def execute_transfer(
         journal, transfer.direction, text, selection.describe(), hosts, settings
     )
     began = time.monotonic()
-    notes = ThrottleNotes(terminal_progress(hosts))
+    notes = ThrottleNotes(terminal_progress(hosts, color=color))
     with recorded(record):
         results = run_plan_stoppable(plan, notes, after=AFTER_TRANSFER, record=record)
         finish(results, began, record, notes)

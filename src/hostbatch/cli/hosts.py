@@ -11,6 +11,7 @@ import click
 from hostbatch.cli.common import handle_errors, load_selection
 from hostbatch.cli.options import JournalOptions, SelectionOptions
 from hostbatch.models import Host
+from hostbatch.output.table import format_columns
 
 MASK = "********"
 COLUMNS = ("NAME", "GROUPS", "ADDRESS", "PORT", "USER", "AUTH", "TRANSPORT")
@@ -50,11 +51,7 @@ def format_table(hosts: list[Host]) -> str:
         )
         for h in hosts
     ]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+    return format_columns(COLUMNS, rows)
 
 
 @click.command("hosts")

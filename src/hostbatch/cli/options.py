@@ -35,6 +35,7 @@ import click
 from hostbatch import logs
 from hostbatch.api import RunOptions
 from hostbatch.cli.common import warn
+from hostbatch.cli.completion import complete_groups, complete_hosts
 from hostbatch.engine.limits import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_FANOUT,
@@ -45,6 +46,7 @@ from hostbatch.engine.limits import (
 from hostbatch.errors import SelectionError, UsageError
 from hostbatch.journal import Journal, default_journal_path, hosts_of_run_term
 from hostbatch.models import Transfer
+from hostbatch.output.color import COLOR_MODES, ColorMode, color_enabled
 from hostbatch.output.files import OutputFiles
 from hostbatch.output.gather import OutputMask, compile_masks
 from hostbatch.transport.base import DEFAULT_KNOWN_HOSTS, ConnectOptions, HostKeyPolicy
@@ -98,6 +100,24 @@ class OptionGroup:
         return decorated  # type: ignore[no-any-return]
 
 
+def color_option() -> Any:
+    """``--color [auto|always|never]``; a bare ``--color`` is ``always`` (as before)."""
+    return option(
+        "--color",
+        default="auto",
+        type=click.Choice(COLOR_MODES),
+        is_flag=False,
+        flag_value="always",
+        show_default=True,
+        help="Colour: auto (a terminal, unless NO_COLOR is set; FORCE_COLOR forces it), "
+        "always, never.",
+    )
+
+
+def no_color_option() -> Any:
+    return option("--no-color", default=False, is_flag=True, help="Same as --color never.")
+
+
 @dataclass(frozen=True)
 class SelectionOptions(OptionGroup):
     """Which hosts: inventory, hosts, groups, patterns; and the password prompt."""
@@ -119,7 +139,9 @@ class SelectionOptions(OptionGroup):
         default=(),
         multiple=True,
         metavar="LIST",
-        help="Hosts, comma-separated; ranges web[01-20], @group, !exclude, all.",
+        shell_complete=complete_hosts,
+        help="Hosts, comma-separated; ranges web[01-20], @group, !exclude, all; "
+        "addresses [user@]host[:port] need no inventory; '-' reads a host file from stdin.",
     )
     groups: tuple[str, ...] = option(
         "-g",
@@ -127,7 +149,15 @@ class SelectionOptions(OptionGroup):
         default=(),
         multiple=True,
         metavar="LIST",
+        shell_complete=complete_groups,
         help="Groups, comma-separated (union with -h; each host once).",
+    )
+    hostfile: tuple[str, ...] = option(
+        "--hostfile",
+        default=(),
+        multiple=True,
+        metavar="FILE",
+        help="Add the hosts of FILE: [user@]host[:port] per line, # comments (repeatable).",
     )
     ask_pass: bool = option(
         "--ask-pass",
@@ -347,7 +377,8 @@ class OutputOptions(OptionGroup):
         metavar="DIR",
         help="With --outdir: each host's full stderr to DIR/<host>.",
     )
-    color: bool | None = option("--color/--no-color", help="Default: colour on a terminal.")
+    color: ColorMode = color_option()  # noqa: RUF009 (a field spec, not a default)
+    no_color: bool = no_color_option()
     output_limit: int = option(
         "--output-limit",
         default=DEFAULT_OUTPUT_LIMIT,
@@ -377,10 +408,22 @@ class OutputOptions(OptionGroup):
         return OutputFiles(Path(self.outdir).expanduser(), errdir)
 
     def use_color(self, stream: TextIO | None = None) -> bool:
-        """--color/--no-color, else colour when *stream* (stdout) is a terminal."""
-        if self.color is not None:
-            return self.color
-        return (stream or sys.stdout).isatty()
+        """--color/--no-color, NO_COLOR, FORCE_COLOR, else whether *stream* is a terminal."""
+        return color_enabled("never" if self.no_color else self.color, stream or sys.stdout)
+
+
+@dataclass(frozen=True)
+class ColorOptions(OptionGroup):
+    """--color for commands without OutputOptions (put, get, ping)."""
+
+    keyword: ClassVar[str] = "colors"
+
+    color: ColorMode = color_option()  # noqa: RUF009 (a field spec, not a default)
+    no_color: bool = no_color_option()
+
+    def use_color(self, stream: TextIO | None = None) -> bool:
+        """As :meth:`OutputOptions.use_color`."""
+        return color_enabled("never" if self.no_color else self.color, stream or sys.stdout)
 
 
 @dataclass(frozen=True)

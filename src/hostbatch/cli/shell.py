@@ -31,6 +31,7 @@ from hostbatch.inventory import Inventory
 from hostbatch.inventory.patterns import fold_text
 from hostbatch.journal import CRASHED, INTERRUPTED
 from hostbatch.models import Event, HostResult, Transfer
+from hostbatch.output.color import color_enabled
 from hostbatch.output.gather import summary_lines
 from hostbatch.output.live import LiveRenderer
 from hostbatch.output.progress import terminal_progress
@@ -106,7 +107,7 @@ class Shell:
         self.session = session
         self.loop = loop
         self.journal = journal or JournalOptions()
-        self.color = sys.stdout.isatty()
+        self.color = color_enabled("auto", sys.stdout)
 
     @property
     def prompt(self) -> str:

@@ -7,8 +7,15 @@ from typing import Literal
 import click
 
 from hostbatch.cli.common import handle_errors
+from hostbatch.cli.dryrun import dry_run_option, print_plan
 from hostbatch.cli.execute import execute_transfer
-from hostbatch.cli.options import EngineOptions, JournalOptions, SelectionOptions, TransferOptions
+from hostbatch.cli.options import (
+    ColorOptions,
+    EngineOptions,
+    JournalOptions,
+    SelectionOptions,
+    TransferOptions,
+)
 from hostbatch.errors import UsageError
 from hostbatch.models import Transfer
 
@@ -27,14 +34,18 @@ def _transfer(
 @EngineOptions.options
 @TransferOptions.options
 @JournalOptions.options
+@ColorOptions.options
+@dry_run_option
 @click.argument("paths", nargs=-1, required=True, metavar="LOCAL... REMOTE")
 @handle_errors
 def put_command(
     paths: tuple[str, ...],
+    dry_run: bool,
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
     journal: JournalOptions,
+    colors: ColorOptions,
 ) -> None:
     """Copy local files to every selected host.
 
@@ -48,8 +59,12 @@ def put_command(
       hostbatch put -h 'web[01-05]' -r -p conf/ /etc/myapp/
       hostbatch put -g db_servers --verify dump.sql /srv/restore/dump.sql
       hostbatch put --rerun last:failed app.tar.gz /tmp/
+      hostbatch put --hostfile hosts.txt --dry-run app.tar.gz /tmp/   (the plan only)
     """
-    execute_transfer(selection, _transfer("put", paths, copy), engine, journal)
+    transfer = _transfer("put", paths, copy)
+    if dry_run:
+        print_plan(selection, transfer, engine, journal=journal)
+    execute_transfer(selection, transfer, engine, journal, color=colors.use_color())
 
 
 @click.command("get")
@@ -57,14 +72,18 @@ def put_command(
 @EngineOptions.options
 @TransferOptions.options
 @JournalOptions.options
+@ColorOptions.options
+@dry_run_option
 @click.argument("paths", nargs=-1, required=True, metavar="REMOTE... LOCALDIR")
 @handle_errors
 def get_command(
     paths: tuple[str, ...],
+    dry_run: bool,
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
     journal: JournalOptions,
+    colors: ColorOptions,
 ) -> None:
     """Copy remote files from every selected host into LOCALDIR/<host>/.
 
@@ -73,5 +92,9 @@ def get_command(
       hostbatch get -g web_clusters /var/log/nginx/error.log ./logs
       hostbatch get -h db01 -r /etc/postgresql ./configs
       hostbatch get --rerun 41:transfer_failed /var/log/syslog ./logs
+      hostbatch get -g web_clusters --dry-run /etc/hosts ./hosts   (the plan only)
     """
-    execute_transfer(selection, _transfer("get", paths, copy), engine, journal)
+    transfer = _transfer("get", paths, copy)
+    if dry_run:
+        print_plan(selection, transfer, engine, journal=journal)
+    execute_transfer(selection, transfer, engine, journal, color=colors.use_color())

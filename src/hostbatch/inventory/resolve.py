@@ -112,9 +112,9 @@ def _secret(values: Layer, key: str, host: str, environ: Environ) -> Secret | No
         located = values[env_key]
         if located.value not in environ:
             raise _fail(located, f"{env_key} names ${located.value}, which is not set", host)
-        return Secret(environ[located.value])
+        return Secret(environ[located.value], origin=f"{env_key} {located.value}")
     if key in values:
-        return Secret(values[key].value)
+        return Secret(values[key].value, origin=f"inventory {values[key].where}")
     return None
 
 
