@@ -200,6 +200,37 @@ class EngineOptions(OptionGroup):
         type=click.IntRange(min=1),
         help="Worker processes. Default: 1 for small runs, else one per core.",
     )
+    engine_name: str = option(
+        "--engine",
+        default="local",
+        type=click.Choice(["local", "dask"]),
+        show_default=True,
+        help="local: this machine (worker processes); dask: shards on a Dask cluster "
+        "(pip install 'hostbatch[dask]').",
+    )
+    scheduler: str | None = option(
+        "--scheduler",
+        envvar="HOSTBATCH_SCHEDULER",
+        metavar="ADDRESS",
+        help="Dask scheduler for --engine dask, e.g. tls://ctl1:8786 [env: HOSTBATCH_SCHEDULER].",
+    )
+    shards: int | None = option(
+        "--shards",
+        type=click.IntRange(min=1),
+        help="Dask tasks the hosts are split into. Default: one per worker thread.",
+    )
+    shard_by: str | None = option(
+        "--shard-by",
+        metavar="KEY",
+        help="Run hosts of group KEY_VALUE on the Dask workers named VALUE (or VALUE-N, "
+        "or with resource VALUE), e.g. --shard-by site for groups site_paris, site_oslo.",
+    )
+    allow_insecure_scheduler: bool = option(
+        "--allow-insecure-scheduler",
+        default=False,
+        is_flag=True,
+        help="Send passwords to a non-loopback scheduler over plain tcp:// anyway.",
+    )
 
     def run_options(self, *, output_limit: int = DEFAULT_OUTPUT_LIMIT) -> RunOptions:
         """The API's RunOptions; warns on stderr when host key checking is off."""
@@ -211,6 +242,11 @@ class EngineOptions(OptionGroup):
             output_limit=output_limit,
             connect_retries=self.retries,
             workers=self.workers,
+            engine=self.engine_name,
+            scheduler=self.scheduler,
+            shards=self.shards,
+            shard_by=self.shard_by,
+            allow_insecure_scheduler=self.allow_insecure_scheduler,
         )
         connect = ConnectOptions(
             connect_timeout=self.connect_timeout,

@@ -124,7 +124,7 @@ class _TopicBatcher:
     def __init__(self, worker: Any, topic: str, index: int) -> None:
         self.worker = worker
         self.topic = topic
-        self.head = {"shard": index, "worker": str(worker.name), "pid": os.getpid()}
+        self.head = {"shard": index, "worker_name": str(worker.name), "pid": os.getpid()}
         self.batch: list[Event] = []
         self.sent = 0
         self.last = time.monotonic()
@@ -206,7 +206,8 @@ def _run_shard(plan: Plan, run_id: str, index: int) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """Where a shard runs, as its first batch says (for logs and tests)."""
+    """Where a shard runs, as its first batch says (for logs and tests). (The scheduler
+    adds its own "worker" key, the address, to each message: ours is "worker_name".)"""
 
     index: int
     worker: str
@@ -356,9 +357,9 @@ class DaskRun:
         if shard is None:
             return
         if shard.worker is None:
-            shard.worker = message["worker"]
+            shard.worker = message["worker_name"]
             hosts = tuple(h.name for h in shard.plan.hosts)
-            info = ShardInfo(shard.index, message["worker"], message["pid"], hosts)
+            info = ShardInfo(shard.index, message["worker_name"], message["pid"], hosts)
             logger.info(
                 "shard %d (%d hosts) on dask worker %s", info.index, len(hosts), info.worker
             )
