@@ -169,9 +169,17 @@ def test_killed_worker_fails_its_hosts_and_none_runs_twice(
         del dask_cluster.workers["victim"]
 
 
-def test_cli_json_summary_and_ctrl_c(
-    dask_cluster: Cluster, big_fleet: Fleet, inventory: Path
+STOPS = {
+    signal.SIGINT: (130, "interrupted"),
+    signal.SIGTERM: (143, "terminated (SIGTERM)"),
+}
+
+
+@pytest.mark.parametrize("signum", list(STOPS))
+def test_cli_json_then_a_stop_signal(
+    dask_cluster: Cluster, big_fleet: Fleet, inventory: Path, signum: signal.Signals
 ) -> None:
+    code, words = STOPS[signum]
     common = [
         "-i", str(inventory), "--known-hosts", str(big_fleet.known_hosts),
         "--engine", "dask",
@@ -198,10 +206,10 @@ def test_cli_json_summary_and_ctrl_c(
         started += "started" in line
     assert started == len(names)
     pids = [int((roots[n] / "pid").read_text()) for n in names]
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=DEADLINE)
-    assert process.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert process.returncode == code, stderr
+    assert words in stderr and "Traceback" not in stderr
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
