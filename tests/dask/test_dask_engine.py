@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hostbatch.api import RunOptions, make_plan
-from hostbatch.engine.executors.dask_ import LOST, ShardInfo, run_on_dask
+from hostbatch.engine.executors.dask_ import LOST, ShardInfo, _run_shard, run_on_dask
 from hostbatch.engine.limits import Limits
 from hostbatch.errors import UsageError
 from hostbatch.inventory import load_inventory
@@ -272,3 +272,35 @@ def test_missing_extra_names_it(inventory: Path) -> None:
         "hostbatch: error: the dask engine needs the 'distributed' package: "
         "pip install 'hostbatch[dask]'"
     )
+
+
+def test_a_second_attempt_of_a_shard_runs_nothing(
+    dask_cluster: Cluster, big_fleet: Fleet, fleet_hosts: list[Host]
+) -> None:
+    """What a Dask retry after a lost worker would do: the same shard task again."""
+    from distributed import Client
+
+    hosts = fleet_hosts[-3:]
+    plan = make_plan("echo run >> claimed", hosts, options(dask_cluster, big_fleet))
+    run_id = "hostbatch-test-second-attempt"
+    with Client(dask_cluster.address, timeout=DEADLINE) as client:  # type: ignore[no-untyped-call]
+        first = client.submit(_run_shard, plan, run_id, 0, pure=False).result()
+        second = client.submit(_run_shard, plan, run_id, 0, pure=False).result()
+        client.unpublish_dataset(f"{run_id}-shard-0")
+    assert first["batches"] >= 1 and "retried" not in first
+    assert second == {"batches": 0, "retried": True}
+    roots = {h.name: h.root for h in big_fleet.hosts}
+    assert [(roots[h.name] / "claimed").read_text() for h in hosts] == ["run\n"] * 3
+
+
+def test_rolling_runs_wave_by_wave_on_the_cluster(
+    dask_cluster: Cluster, big_fleet: Fleet, fleet_hosts: list[Host]
+) -> None:
+    hosts = fleet_hosts[:6]
+    events, _ = run("exit 1", hosts, options(dask_cluster, big_fleet, canary=1))
+    results = {e.host: e.result for e in events if isinstance(e, Finished)}
+    assert results[hosts[0].name].status is Status.FAILED
+    assert all(results[h.name].status is Status.NOT_STARTED for h in hosts[1:])
+    events, _ = run("true", hosts, options(dask_cluster, big_fleet, batch=2))
+    assert sorted(finished(events)) == sorted(h.name for h in hosts)
+    assert all(r[0].result.ok for r in finished(events).values())

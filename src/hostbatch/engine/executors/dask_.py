@@ -167,8 +167,10 @@ def _run_shard(plan: Plan, run_id: str, index: int) -> dict[str, Any]:
         client.publish_dataset(str(worker.address), name=f"{run_id}-shard-{index}")
     except KeyError:  # an earlier attempt started: its hosts are the client's to report
         return {"batches": 0, "retried": True}
-    batcher = _TopicBatcher(worker, run_id, index)
     cancel = distributed.Event(f"{run_id}-cancel", client=client)
+    if cancel.is_set():  # the run was stopped before this shard started: start nothing
+        return {"batches": 0, "cancelled": True}
+    batcher = _TopicBatcher(worker, run_id, index)
     stop_starting = distributed.Event(f"{run_id}-stop-starting", client=client)
     done = threading.Event()
 
@@ -226,6 +228,7 @@ class _Shard:
     received: int = 0
     worker: str | None = None  # name, from the first batch
     address: str | None = None  # from the claim, once looked up
+    ended_cleanly: bool = False  # the task returned after running its hosts
 
     def fail_unfinished(self, emit: Emit, error: str) -> None:
         for name in sorted(self.unfinished):
@@ -341,9 +344,9 @@ class DaskRun:
             await self._wait(shards, emit)
         except asyncio.CancelledError:
             await self._stop(run_id, shards)
+            await self._cleanup(run_id, shards, stopped=True)
             raise
-        finally:
-            await self._cleanup(run_id, shards)
+        await self._cleanup(run_id, shards, stopped=False)
 
     def _receive(
         self,
@@ -406,6 +409,7 @@ class DaskRun:
         if outcome.get("retried"):
             shard.fail_unfinished(emit, LOST)
             return
+        shard.ended_cleanly = True
         deadline = time.monotonic() + EVENTS_WAIT
         while shard.received < outcome["batches"] and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -442,15 +446,20 @@ class DaskRun:
         if pending:
             await asyncio.wait(pending, timeout=SHARD_EXIT_WAIT)
 
-    async def _cleanup(self, run_id: str, shards: list[_Shard]) -> None:
+    async def _cleanup(self, run_id: str, shards: list[_Shard], *, stopped: bool) -> None:
+        """Forget the run on the scheduler, except what keeps late attempts from running
+        hosts: the claims of shards that did not end cleanly (a retry may be in flight),
+        and a stopped run's ``cancel`` Event (a shard already handed to a worker starts
+        nothing). Those stay on the scheduler: a few bytes each."""
         with contextlib.suppress(Exception):
             self.client.unsubscribe_topic(run_id)
         with contextlib.suppress(Exception):
             await self.client.cancel([s.future for s in shards], force=True)
         for shard in shards:
-            with contextlib.suppress(Exception):
-                await self.client.unpublish_dataset(shard.claim)
-        for name in ("cancel", "stop-starting"):
+            if shard.ended_cleanly:  # else a retry may still be in flight: keep the claim
+                with contextlib.suppress(Exception):
+                    await self.client.unpublish_dataset(shard.claim)
+        for name in ("stop-starting",) if stopped else ("cancel", "stop-starting"):
             with contextlib.suppress(Exception):
                 await self.distributed.Event(f"{run_id}-{name}", client=self.client).clear()
 
