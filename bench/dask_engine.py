@@ -8,7 +8,13 @@ wall of the CLI process, CPU of the CLI process tree (wait4: for local this incl
 worker processes), CPU of the dask workers and scheduler (their /proc deltas), and the
 CLI's CPU per host. Run::
 
-    .venv/bin/python bench/dask_engine.py [--hosts 1000] [--rounds 3]
+    .venv/bin/python bench/dask_engine.py [--hosts 1000] [--rounds 3] [--command true]
+
+The cost of one event on its way worker → scheduler → CLI: run once with ``true`` (2
+events a host: started, finished) and once with a command printing N lines apart
+(``--command 'for i in $(seq 20); do echo $i; sleep 0.02; done'``: ~N more events a
+host, each its own output chunk); the difference in the CLI's and the scheduler's CPU,
+divided by the extra events, is what an event costs each of them.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ def start_cluster(workdir: Path) -> list[subprocess.Popen[bytes]]:
 
 def one_run(argv: list[str], hosts: int, cluster: list[int]) -> dict[str, float]:
     cluster_before = sum(process_cpu(pid) for pid in cluster)
+    scheduler_before = process_cpu(cluster[0])
     started = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, start_new_session=True)
     assert process.stdout is not None
@@ -85,6 +92,7 @@ def one_run(argv: list[str], hosts: int, cluster: list[int]) -> dict[str, float]
         "wall": wall,
         "cli_cpu": usage.ru_utime + usage.ru_stime,
         "cluster_cpu": sum(process_cpu(pid) for pid in cluster) - cluster_before,
+        "scheduler_cpu": process_cpu(cluster[0]) - scheduler_before,
     }
 
 
@@ -92,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--command", default="true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, sshd_fleet(args.hosts) as fleet:
         workdir = Path(tmp)
@@ -102,8 +111,8 @@ def main() -> None:
             base = [sys.executable, "-c", CLI, "run", "-i", str(inventory),
                     "--known-hosts", str(fleet.known_hosts), "-h", "all", "--json"]  # fmt: skip
             argvs = {
-                "local": [*base, "--engine", "local", "--", "true"],
-                "dask": [*base, "--engine", "dask", "--scheduler", address, "--", "true"],
+                "local": [*base, "--engine", "local", "--", args.command],
+                "dask": [*base, "--engine", "dask", "--scheduler", address, "--", args.command],
             }
             samples: dict[str, list[dict[str, float]]] = {name: [] for name in argvs}
             pids = [p.pid for p in cluster]
@@ -115,27 +124,34 @@ def main() -> None:
             for process in cluster:
                 process.terminate()
                 process.wait()
-    save_report("dask_engine", report(samples, args.hosts, args.rounds))
+    save_report("dask_engine", report(samples, args))
 
 
-def report(samples: dict[str, list[dict[str, float]]], hosts: int, rounds: int) -> str:
+def report(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
+    hosts, rounds = args.hosts, args.rounds
     median = {
         name: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
         for name, runs in samples.items()
     }
     rows = [
         f"| {name} | {m['wall']:.2f} | {m['cli_cpu']:.2f} | {m['cluster_cpu']:.2f} | "
-        f"{1000 * m['cli_cpu'] / hosts:.2f} |"
+        f"{m['scheduler_cpu']:.2f} | {1000 * m['cli_cpu'] / hosts:.2f} |"
         for name, m in median.items()
     ]
     ratio = median["dask"]["wall"] / median["local"]["wall"]
+    every = "\n".join(
+        f"- round {n + 1}: local {samples['local'][n]['wall']:.2f} s, "
+        f"dask {samples['dask'][n]['wall']:.2f} s"
+        for n in range(rounds)
+    )
     return (
-        f"# dask engine vs local: {hosts} hosts, `true`, median of {rounds} interleaved rounds\n\n"
+        f"# dask engine vs local: {hosts} hosts, `{args.command}`, "
+        f"median of {rounds} interleaved rounds\n\n"
         f"{environment()}\n\n"
-        "| engine | wall s | CLI tree CPU s | dask workers+scheduler CPU s | CLI ms/host |\n"
-        "| --- | --- | --- | --- | --- |\n"
+        "| engine | wall s | CLI tree CPU s | dask workers+scheduler CPU s | of which "
+        "scheduler | CLI ms/host |\n| --- | --- | --- | --- | --- | --- |\n"
         + "\n".join(rows)
-        + f"\n\ndask/local wall: {ratio:.2f}x\n"
+        + f"\n\ndask/local wall: {ratio:.2f}x\n\n{every}\n"
     )
 
 

@@ -304,3 +304,54 @@ def test_rolling_runs_wave_by_wave_on_the_cluster(
     events, _ = run("true", hosts, options(dask_cluster, big_fleet, batch=2))
     assert sorted(finished(events)) == sorted(h.name for h in hosts)
     assert all(r[0].result.ok for r in finished(events).values())
+
+
+def test_put_and_get_through_the_cluster(
+    dask_cluster: Cluster, big_fleet: Fleet, inventory: Path, tmp_path: Path
+) -> None:
+    local = tmp_path / "payload.txt"
+    local.write_text("from the cluster\n")
+    names = [h.name for h in big_fleet.hosts[:3]]
+    common = [
+        "-i", str(inventory), "--known-hosts", str(big_fleet.known_hosts), "-h", ",".join(names),
+        "--engine", "dask", "--scheduler", dask_cluster.address,
+    ]  # fmt: skip
+    sent = run_cli("put", *common, str(local), "payload.txt")
+    assert sent.returncode == 0, sent.stderr
+    roots = {h.name: h.root for h in big_fleet.hosts}
+    assert all((roots[n] / "payload.txt").read_text() == "from the cluster\n" for n in names)
+    got = run_cli("get", *common, "payload.txt", str(tmp_path / "back"))
+    assert got.returncode == 0, got.stderr
+    assert sorted(p.parent.name for p in (tmp_path / "back").glob("*/payload.txt")) == names
+
+
+def test_placed_shard_whose_only_worker_dies_fails_its_hosts(
+    dask_cluster: Cluster, big_fleet: Fleet, fleet_hosts: list[Host]
+) -> None:
+    """No other worker may take the task (--shard-by): the client notices the worker
+    leaving the cluster and reports the hosts, rather than waiting forever."""
+    site = dask_cluster.start_worker("lonely")
+    try:
+        dask_cluster.wait_for_workers(3)
+        hosts = with_site(fleet_hosts[100:110], ["lonely"]) + with_site(fleet_hosts[110:114], ["a"])
+        events: list[Event] = []
+
+        def on_event(event: Event) -> None:
+            events.append(event)
+            if isinstance(event, Started) and event.host in placed and site.poll() is None:
+                site.send_signal(signal.SIGKILL)
+
+        placed = {h.name for h in hosts[:10]}
+        opts = options(dask_cluster, big_fleet, shard_by="site")
+        began = time.monotonic()
+        asyncio.run(run_on_dask(make_plan("sleep 3", hosts, opts), on_event))
+        assert time.monotonic() - began < DEADLINE
+        results = finished(events)
+        assert all(len(r) == 1 for r in results.values()) and len(results) == 14
+        assert {n for n, r in results.items() if r[0].result.error == LOST} == placed
+        assert all(results[h.name][0].result.ok for h in hosts[10:])
+    finally:
+        if site.poll() is None:
+            site.kill()
+        site.wait()
+        del dask_cluster.workers["lonely"]
