@@ -195,11 +195,6 @@ class EngineOptions(OptionGroup):
         metavar="PATH",
         help="known_hosts file to check and record keys in.",
     )
-    workers: int | None = option(
-        "--workers",
-        type=click.IntRange(min=1),
-        help="Worker processes. Default: 1 for small runs, else one per core.",
-    )
     engine_name: str = option(
         "--engine",
         default="local",
@@ -231,6 +226,11 @@ class EngineOptions(OptionGroup):
         is_flag=True,
         help="Send passwords to a non-loopback scheduler over plain tcp:// anyway.",
     )
+    workers: int | None = option(
+        "--workers",
+        type=click.IntRange(min=1),
+        help="Worker processes. Default: 1 for small runs, else one per core.",
+    )
 
     def run_options(self, *, output_limit: int = DEFAULT_OUTPUT_LIMIT) -> RunOptions:
         """The API's RunOptions; warns on stderr when host key checking is off."""
@@ -241,12 +241,12 @@ class EngineOptions(OptionGroup):
             command_timeout=self.timeout,
             output_limit=output_limit,
             connect_retries=self.retries,
-            workers=self.workers,
             engine=self.engine_name,
             scheduler=self.scheduler,
             shards=self.shards,
             shard_by=self.shard_by,
             allow_insecure_scheduler=self.allow_insecure_scheduler,
+            workers=self.workers,
         )
         connect = ConnectOptions(
             connect_timeout=self.connect_timeout,
