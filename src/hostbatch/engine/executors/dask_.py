@@ -371,7 +371,8 @@ class DaskRun:
         shard.received += 1
         for event_received in pickle.loads(message["events"]):
             received: Event = event_received
-            if received.host not in shard.unfinished:
+            host = getattr(received, "host", None)  # None: a run-wide event (no host)
+            if host is not None and host not in shard.unfinished:
                 continue  # already reported (its worker was given up as lost)
             if isinstance(received, Started):
                 shard.started[received.host] = received.at
