@@ -33,7 +33,8 @@ class Cluster:
             [
                 DASK, "worker", "--scheduler-file", str(self.scheduler_file), "--no-nanny",
                 "--nthreads", "2", "--name", name, "--host", "127.0.0.1",
-                "--no-dashboard", *extra,
+                "--no-dashboard", "--local-directory", str(self.scheduler_file.parent),
+                *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
