@@ -16,6 +16,7 @@ from hostbatch.engine.limits import Limits
 from hostbatch.engine.probe import ProbeResult
 from hostbatch.errors import (
     AuthenticationError,
+    ClusterError,
     CommandTimeout,
     ConnectError,
     ConnectionLost,
@@ -58,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "ClusterError",
     "Command",
     "CommandOutput",
     "CommandSet",

@@ -7,6 +7,8 @@
     ├── InventoryError             unreadable or invalid inventory; path, line (exit 2)
     ├── SelectionError             unknown host or group, empty selection      (exit 2)
     ├── MissingExtraError          an optional transport is not installed      (exit 2)
+    ├── ClusterError               the Dask scheduler is unreachable or has no workers
+    │                              (exit 3); nothing was run
     ├── SinkError                  an output sink (terminal, file, journal) failed; the
     │                              run is stopped; never a host's result
     └── TransportError             one host's connection or command failed; never
@@ -107,6 +109,13 @@ class MissingExtraError(HostbatchError):
         self.feature = feature
         self.extra = extra
         self.module = module
+
+
+class ClusterError(HostbatchError):
+    """The run's cluster cannot be used (scheduler unreachable, no workers); raised before
+    any host is touched."""
+
+    exit_code = 3
 
 
 class SinkError(HostbatchError):

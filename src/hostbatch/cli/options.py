@@ -289,6 +289,37 @@ class EngineOptions(OptionGroup):
         metavar="PATH",
         help="known_hosts file to check and record keys in.",
     )
+    engine_name: str = option(
+        "--engine",
+        default="local",
+        type=click.Choice(["local", "dask"]),
+        show_default=True,
+        help="local: this machine (worker processes); dask: shards on a Dask cluster "
+        "(pip install 'hostbatch[dask]').",
+    )
+    scheduler: str | None = option(
+        "--scheduler",
+        envvar="HOSTBATCH_SCHEDULER",
+        metavar="ADDRESS",
+        help="Dask scheduler for --engine dask, e.g. tls://ctl1:8786 [env: HOSTBATCH_SCHEDULER].",
+    )
+    shards: int | None = option(
+        "--shards",
+        type=click.IntRange(min=1),
+        help="Dask tasks the hosts are split into. Default: one per worker thread.",
+    )
+    shard_by: str | None = option(
+        "--shard-by",
+        metavar="KEY",
+        help="Run hosts of group KEY_VALUE on the Dask workers named VALUE (or VALUE-N, "
+        "or with resource VALUE), e.g. --shard-by site for groups site_paris, site_oslo.",
+    )
+    allow_insecure_scheduler: bool = option(
+        "--allow-insecure-scheduler",
+        default=False,
+        is_flag=True,
+        help="Send passwords to a non-loopback scheduler over plain tcp:// anyway.",
+    )
     workers: int | None = option(
         "--workers",
         type=click.IntRange(min=1),
@@ -311,6 +342,11 @@ class EngineOptions(OptionGroup):
             command_timeout=self.timeout,
             output_limit=output_limit,
             connect_retries=self.retries,
+            engine=self.engine_name,
+            scheduler=self.scheduler,
+            shards=self.shards,
+            shard_by=self.shard_by,
+            allow_insecure_scheduler=self.allow_insecure_scheduler,
             workers=self.workers,
             jump_channels=self.jump_channels,
         )

@@ -67,6 +67,15 @@ class Limits:
     batch: HostCount | None = None
     max_fail: HostCount | None = None
     canary: int = 0
+    # Where shards run: "local" (this process or local worker processes) or "dask" (a
+    # Dask cluster at ``scheduler``, else $HOSTBATCH_SCHEDULER; executors/dask_.py).
+    # ``shards``: Dask tasks (default: one per worker thread); ``shard_by``: run hosts in
+    # group KEY_VALUE on the workers named VALUE (or VALUE-*, or with resource VALUE).
+    engine: str = "local"
+    scheduler: str | None = None
+    shards: int | None = None
+    shard_by: str | None = None
+    allow_insecure_scheduler: bool = False
 
     @property
     def rolling(self) -> bool:
@@ -89,6 +98,7 @@ class Limits:
             raise UsageError(f"jump channels must be at least 1 (got {self.jump_channels})")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"workers must be at least 1 (got {self.workers})")
+        _check_engine(self)
 
     def layout(self, host_count: int, *, blocking: bool = False) -> tuple[int, int]:
         """(worker processes, hosts at once across all of them) for *host_count* hosts.
@@ -112,3 +122,13 @@ class Limits:
 
     def fanout_or_default(self) -> int:
         return self.fanout or DEFAULT_FANOUT
+
+
+ENGINES = ("local", "dask")
+
+
+def _check_engine(limits: Limits) -> None:
+    if limits.engine not in ENGINES:
+        raise UsageError(f"unknown engine '{limits.engine}' (choose from {', '.join(ENGINES)})")
+    if limits.shards is not None and limits.shards < 1:
+        raise UsageError(f"shards must be at least 1 (got {limits.shards})")

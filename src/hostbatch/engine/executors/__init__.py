@@ -26,8 +26,13 @@ E = TypeVar("E")
 
 async def execute(plan: Plan, emit: Emit) -> None:
     """Run *plan*, in this process or sharded across worker processes by host count;
-    a rolling plan (canary, batches, failure budget) wave by wave (engine/rollout.py)."""
-    if plan.limits.rolling:
+    a rolling plan (canary, batches, failure budget) wave by wave (engine/rollout.py);
+    on a Dask cluster with ``engine="dask"`` (executors/dask_.py, imported only then)."""
+    if plan.limits.engine == "dask":
+        from hostbatch.engine.executors.dask_ import run_on_dask
+
+        await run_on_dask(plan, emit)
+    elif plan.limits.rolling:
         await run_rollout(plan, emit, _execute_wave)
     else:
         await _execute_wave(plan, emit, None)
