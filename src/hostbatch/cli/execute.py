@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from hostbatch.api import make_plan, run_plan
+from hostbatch.cli.agent import AFTER_PERSIST, run_persisted
 from hostbatch.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_HANGUP,
@@ -29,7 +30,13 @@ from hostbatch.cli.common import (
     load_selection,
     silence_stdout,
 )
-from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions, WorkflowOptions
+from hostbatch.cli.options import (
+    EngineOptions,
+    OutputOptions,
+    PersistOptions,
+    SelectionOptions,
+    WorkflowOptions,
+)
 from hostbatch.cli.workflow import applied
 from hostbatch.engine.plan import Plan
 from hostbatch.errors import UsageError
@@ -131,8 +138,11 @@ def run_stoppable(
         raise SystemExit(stopped.exit_code) from None
 
 
-def run_plan_stoppable(plan: Plan, sink: Sink, *, after: str) -> dict[str, HostResult]:
-    """Run *plan* feeding *sink*; see :func:`run_stoppable`."""
+def run_plan_stoppable(
+    plan: Plan, sink: Sink, *, after: str, persist: float | None = None
+) -> dict[str, HostResult]:
+    """Run *plan* feeding *sink*; see :func:`run_stoppable`. With *persist* (seconds),
+    in the per-user agent over its warm connections (``--persist``)."""
     limits = plan.limits
     logger.info(
         "%s on %d host(s): transport %s, fanout %s, workers %s, connect timeout %gs",
@@ -143,6 +153,9 @@ def run_plan_stoppable(plan: Plan, sink: Sink, *, after: str) -> dict[str, HostR
         limits.workers or "auto",
         plan.options.connect_timeout,
     )
+    if persist is not None:
+        after = AFTER_PERSIST if after == AFTER_COMMAND else after
+        return run_stoppable(lambda run: run_persisted(plan, run.guard(sink), persist), after=after)
     return run_stoppable(lambda run: run_plan(plan, run.guard(sink)), after=after)
 
 
@@ -180,29 +193,36 @@ def execute_command(
     engine: EngineOptions,
     output: OutputOptions,
     workflow: WorkflowOptions | None = None,
+    persist: PersistOptions | None = None,
 ) -> NoReturn:
     """Shared body of ``hostbatch run``, ``batch_run`` and ``demo``; exits with the run's code."""
     script = workflow is not None and workflow.script is not None
     if isinstance(command, str) and not command.strip() and not script:
         raise UsageError("no command given (hostbatch run -g web -- uptime)")
+    idle = persist.seconds() if persist is not None else None
     _, hosts = load_selection(selection)
     run_options = engine.run_options(output_limit=output.output_limit)
     with applied(workflow, command, run_options) as (operation, options):
         plan = make_plan(operation, hosts, options)
         sink = command_sink(hosts, output)
         began = time.monotonic()
-        results = run_plan_stoppable(plan, sink, after=AFTER_COMMAND)
+        results = run_plan_stoppable(plan, sink, after=AFTER_COMMAND, persist=idle)
     if output.gather and not output.as_json:
         print_gathered(results)
     finish(results, began)
 
 
 def execute_transfer(
-    selection: SelectionOptions, transfer: Transfer, engine: EngineOptions
+    selection: SelectionOptions,
+    transfer: Transfer,
+    engine: EngineOptions,
+    persist: PersistOptions | None = None,
 ) -> NoReturn:
     """Shared body of put, get and batch_scp; exits with the run's code."""
+    idle = persist.seconds() if persist is not None else None
     _, hosts = load_selection(selection)
     plan = make_plan(transfer, hosts, engine.run_options())
     began = time.monotonic()
-    results = run_plan_stoppable(plan, terminal_progress(hosts), after=AFTER_TRANSFER)
+    sink = terminal_progress(hosts)
+    results = run_plan_stoppable(plan, sink, after=AFTER_TRANSFER, persist=idle)
     finish(results, began)

@@ -8,7 +8,13 @@ import click
 
 from hostbatch.cli.common import handle_errors
 from hostbatch.cli.execute import execute_command
-from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions, WorkflowOptions
+from hostbatch.cli.options import (
+    EngineOptions,
+    OutputOptions,
+    PersistOptions,
+    SelectionOptions,
+    WorkflowOptions,
+)
 from hostbatch.errors import UsageError
 from hostbatch.models import CommandSet
 
@@ -18,6 +24,7 @@ from hostbatch.models import CommandSet
 @EngineOptions.options
 @OutputOptions.options
 @WorkflowOptions.options
+@PersistOptions.options
 @click.option(
     "-c",
     "--cmd",
@@ -57,6 +64,7 @@ def run_command(
     engine: EngineOptions,
     output: OutputOptions,
     workflow: WorkflowOptions,
+    persist: PersistOptions,
 ) -> None:
     """Run one command on every selected host in parallel, output streamed live.
 
@@ -78,19 +86,20 @@ def run_command(
       hostbatch run -g db --script ./check.sh -- --quick
       hostbatch run -g web --env RELEASE=42 -- 'echo $RELEASE'
       hostbatch run -g web --sudo --ask-become-pass -- systemctl reload nginx
+      hostbatch run -g web --persist -- uptime      (the next run on web logs in no more)
     """
     if cmd and command:
         raise UsageError("give the command either with -c or as arguments, not both")
     if workflow.script is not None and (cmd or config or config_file or save or parse):
         raise UsageError("--script takes its arguments after --, not -c or device options")
     if workflow.script is not None:  # the arguments are the script's
-        execute_command(selection, " ".join(command), engine, output, workflow)
+        execute_command(selection, " ".join(command), engine, output, workflow, persist)
     commands = cmd or ((" ".join(command),) if command else ())
     lines = list(config)
     if config_file is not None:
         lines += [line.rstrip("\n") for line in config_file if line.strip()]
     operation = _operation(commands, tuple(lines), save, parse)
-    execute_command(selection, operation, engine, output, workflow)
+    execute_command(selection, operation, engine, output, workflow, persist)
 
 
 def _operation(

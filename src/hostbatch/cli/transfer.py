@@ -8,7 +8,7 @@ import click
 
 from hostbatch.cli.common import handle_errors
 from hostbatch.cli.execute import execute_transfer
-from hostbatch.cli.options import EngineOptions, SelectionOptions, TransferOptions
+from hostbatch.cli.options import EngineOptions, PersistOptions, SelectionOptions, TransferOptions
 from hostbatch.errors import UsageError
 from hostbatch.models import Transfer
 
@@ -26,6 +26,7 @@ def _transfer(
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@PersistOptions.options
 @click.argument("paths", nargs=-1, required=True, metavar="LOCAL... REMOTE")
 @handle_errors
 def put_command(
@@ -33,6 +34,7 @@ def put_command(
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
+    persist: PersistOptions,
 ) -> None:
     """Copy local files to every selected host.
 
@@ -46,13 +48,14 @@ def put_command(
       hostbatch put -h 'web[01-05]' -r -p conf/ /etc/myapp/
       hostbatch put -g db_servers --verify dump.sql /srv/restore/dump.sql
     """
-    execute_transfer(selection, _transfer("put", paths, copy), engine)
+    execute_transfer(selection, _transfer("put", paths, copy), engine, persist)
 
 
 @click.command("get")
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@PersistOptions.options
 @click.argument("paths", nargs=-1, required=True, metavar="REMOTE... LOCALDIR")
 @handle_errors
 def get_command(
@@ -60,6 +63,7 @@ def get_command(
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
+    persist: PersistOptions,
 ) -> None:
     """Copy remote files from every selected host into LOCALDIR/<host>/.
 
@@ -68,4 +72,4 @@ def get_command(
       hostbatch get -g web_clusters /var/log/nginx/error.log ./logs
       hostbatch get -h db01 -r /etc/postgresql ./configs
     """
-    execute_transfer(selection, _transfer("get", paths, copy), engine)
+    execute_transfer(selection, _transfer("get", paths, copy), engine, persist)

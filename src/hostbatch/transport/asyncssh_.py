@@ -251,6 +251,10 @@ class AsyncsshTransport:
     def _key_target(self) -> tuple[str, int]:
         return self.host.hostname, self.host.port
 
+    def is_alive(self) -> bool:
+        """False once the connection was closed, by us or by the server (agent pool)."""
+        return self._conn is not None and not self._conn.is_closed()
+
     @property
     def conn(self) -> asyncssh.SSHClientConnection:
         if self._conn is None:
