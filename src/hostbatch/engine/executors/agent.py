@@ -16,10 +16,11 @@ cancels the run (remote commands signalled, connections kept), answered ``("canc
 
 Pool keys: a host's connection is reused only by a host with the same name, address,
 port, user, credentials (secrets as HMACs under a per-agent random key), transport, jump
-host and host-key policy and file. Nothing is written to disk but the socket and a lock.
+host, host-key policy and file, and that file's lines for the host. Nothing is written
+to disk but the socket and a lock.
 
 Expiry: a connection unused for the idle duration is closed; the agent exits when it has
-had no request for that long (the latest run's ``--persist`` sets the duration), and on
+had no run for that long (the latest run's ``--persist`` sets the duration), and on
 ``stop``. Runs take turns (each in the client's working directory and ``HOME`` /
 ``SSH_AUTH_SOCK``, so relative paths and the ssh-agent are the client's).
 """
@@ -51,6 +52,7 @@ from hostbatch.engine.pool import Connector, Factory, TransportPool
 from hostbatch.engine.rollout import run_rollout
 from hostbatch.errors import HostbatchError
 from hostbatch.models import Event, Finished, Host, HostResult, Secret
+from hostbatch.transport import hostkeys
 from hostbatch.transport.base import Transport
 
 SOCKET_NAME = "agent.sock"
@@ -140,9 +142,14 @@ class Fingerprint:
         )
 
     def of(self, plan: Plan, host: Host, env: Mapping[str, str]) -> str:
+        """The key; it changes with the host's known_hosts lines too, so a connection is
+        not reused once known_hosts no longer holds what it was opened under."""
         options = plan.options
+        path = options.known_hosts_path
+        trusted = tuple(hostkeys.key_lines(path, host.hostname, host.port))
         identity = (
             self._host(host),
+            trusted if options.host_keys != "off" else (),
             plan.transport_for(host),
             *(options.host_keys, str(options.known_hosts_path), options.use_agent),
             *(options.keepalive, env.get("SSH_AUTH_SOCK", "")),
@@ -368,7 +375,6 @@ class Agent:
                 await self._request(await read_frame(reader), reader, writer)
             finally:
                 self.active -= 1
-                self.last_request = time.monotonic()
         except (EOFError, OSError, pickle.UnpicklingError):
             pass
         finally:
@@ -389,7 +395,10 @@ class Agent:
         elif kind == "run":
             _, plan, idle, cwd, env = request
             self.idle = idle
-            await self._run(plan, cwd, env, reader, writer)
+            try:
+                await self._run(plan, cwd, env, reader, writer)
+            finally:  # only runs keep the agent alive: status is no use of it
+                self.last_request = time.monotonic()
         else:
             writer.write(encode(("error", f"unknown request {kind!r}")))
 
