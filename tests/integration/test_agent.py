@@ -264,5 +264,32 @@ def test_bad_duration_is_one_line_exit_2(agent_env: Env) -> None:
     result = run_cli("run", "-h", "x", "--persist", "soon", "--", "true", env=agent_env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "hostbatch: error: --persist needs a positive duration like 90s, 10m or 1h (got 'soon')"
+        "hostbatch: error: --persist needs a positive duration like 90s, 10m or 1h "
+        "(got 'soon'); a bare --persist goes before -- or last"
     ]
+
+
+def test_put_and_get_persist_use_the_clients_relative_paths(
+    sshd: OpenSSHServer, agent_env: Env, tmp_path: Path, sshd_remote_dir: Path
+) -> None:
+    inventory(sshd, tmp_path / "inv.ini", ("h1",))
+    shutil.copy(sshd.known_hosts, tmp_path / "kh")
+    (tmp_path / "payload.txt").write_text("warm payload\n")
+    args = ("-i", "inv.ini", "--ssh-config", "", "--known-hosts", "kh", "-h", "h1")
+    remote = str(sshd_remote_dir / "payload.txt")
+
+    def run(*words: str) -> subprocess.CompletedProcess[str]:
+        argv = cli_argv(*words)
+        return subprocess.run(
+            argv, cwd=tmp_path, env=cli_env(agent_env), capture_output=True, text=True, check=False
+        )
+
+    before = logins(sshd)
+    taken = run("put", *args, "--persist", "payload.txt", remote)  # the path as DURATION
+    assert taken.returncode == 2 and "(got 'payload.txt'); a bare --persist goes" in taken.stderr
+    put = run("put", *args, "payload.txt", remote, "--persist")
+    assert put.returncode == 0, put.stderr
+    got = run("get", *args, "--persist=5m", remote, "fetched")
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "fetched" / "h1" / "payload.txt").read_text() == "warm payload\n"
+    assert logins(sshd) == before + 1  # the get went over the put's connection

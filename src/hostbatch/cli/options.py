@@ -384,7 +384,10 @@ def parse_duration(text: str) -> float:
     except ValueError:
         seconds = -1.0
     if not 0 < seconds < float("inf"):
-        raise UsageError(f"--persist needs a positive duration like 90s, 10m or 1h (got {text!r})")
+        raise UsageError(
+            f"--persist needs a positive duration like 90s, 10m or 1h (got {text!r}); "
+            "a bare --persist goes before -- or last"
+        )
     return seconds
 
 

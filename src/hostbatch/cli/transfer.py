@@ -47,7 +47,9 @@ def put_command(
       hostbatch put -g web_clusters app.tar.gz /tmp/
       hostbatch put -h 'web[01-05]' -r -p conf/ /etc/myapp/
       hostbatch put -g db_servers --verify dump.sql /srv/restore/dump.sql
+      hostbatch put -g web app.conf /etc/app/ --persist    (connections kept warm)
     """
+    persist.seconds()  # first: a path taken as --persist's DURATION is the error to show
     execute_transfer(selection, _transfer("put", paths, copy), engine, persist)
 
 
@@ -72,4 +74,5 @@ def get_command(
       hostbatch get -g web_clusters /var/log/nginx/error.log ./logs
       hostbatch get -h db01 -r /etc/postgresql ./configs
     """
+    persist.seconds()  # first: a path taken as --persist's DURATION is the error to show
     execute_transfer(selection, _transfer("get", paths, copy), engine, persist)

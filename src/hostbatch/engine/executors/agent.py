@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import os
 import pickle
+import resource
 import secrets
 import socket
 import struct
@@ -410,12 +411,12 @@ class Agent:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
-        keys = {h.name: self.fingerprint.of(plan, h, env) for h in plan.hosts}
-        pool = RunPool(self.pool, keys)
         outbox = _Outbox(writer)
         watcher = asyncio.ensure_future(reader.read(1))  # any byte, or EOF: cancel
         async with self.turn:
-            with _client_context(cwd, env):
+            with _client_context(cwd, env):  # ~ and relative paths are the client's
+                keys = {h.name: self.fingerprint.of(plan, h, env) for h in plan.hosts}
+                pool = RunPool(self.pool, keys)
                 run = asyncio.ensure_future(_execute(plan, outbox.emit, pool))
                 self.runs.add(run)
                 try:
@@ -474,6 +475,9 @@ def _daemon_main(argv: list[str]) -> None:
         os._exit(0)  # the launcher returns at once; the agent is no child of the CLI
     os.setsid()
     os.chdir("/")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:  # one descriptor per warm connection: thousands of hosts
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     devnull = os.open(os.devnull, os.O_RDWR)
     for stream in (0, 1, 2):
         os.dup2(devnull, stream)
@@ -492,7 +496,9 @@ async def _open(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 def _launch(idle: float) -> None:
     argv = [sys.executable, "-m", "hostbatch.engine.executors.agent", repr(idle)]
-    launcher = subprocess.run(argv, stdin=subprocess.DEVNULL, check=False, timeout=START_WAIT)
+    launcher = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False, timeout=START_WAIT
+    )
     if launcher.returncode != 0:
         raise AgentError(f"could not start the agent (exit code {launcher.returncode})")
 
