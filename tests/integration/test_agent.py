@@ -156,11 +156,13 @@ def drop_sessions(server: OpenSSHServer) -> None:
     wait_until(lambda: not _descendants(server.pid), "sessions gone")
 
 
+@pytest.mark.parametrize("transport", ["asyncssh", "paramiko"])
 def test_dropped_connection_is_reopened_and_named_with_host_key_checks(
-    sshd_factory: SshdFactory, agent_env: Env, tmp_path: Path
+    sshd_factory: SshdFactory, agent_env: Env, tmp_path: Path, transport: str
 ) -> None:
     server = sshd_factory()
     args = (*common(server, inventory(server, tmp_path / "inv.ini", ("h1",))), "-h", "h1")
+    args = (*args, "--transport", transport)
     run = ("run", *args, "--persist", "--", "echo", "alive")
     assert run_cli(*run, env=agent_env).returncode == 0
     wait_logins(server, 1)
