@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import SshdFleet, environment, save_report, sshd_fleet
+from common import TICKS, SshdFleet, environment, save_report, sshd_fleet
 
 COMMAND = "true"
 
@@ -44,15 +44,32 @@ def _inventory(fleet: SshdFleet, hosts: int, path: Path) -> Path:
     return path
 
 
-def _step(argv: list[str], env: dict[str, str], fleet: SshdFleet, hosts: int) -> dict[str, Any]:
-    before = _logins(fleet)
+def _agent_cpu(env: dict[str, str]) -> float:
+    """CPU seconds the running agent has used so far (0 when none runs)."""
+    status = subprocess.run(
+        [sys.executable, "-m", "hostbatch", "agent", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    words = status.stdout.split()
+    if len(words) < 3 or words[0] != "agent":
+        return 0.0
+    fields = Path(f"/proc/{words[2].rstrip(',')}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _step(
+    argv: list[str], env: dict[str, str], fleet: SshdFleet, expected_logins: int
+) -> dict[str, Any]:
+    before, sshd, agent = _logins(fleet), fleet.sshd_cpu(), _agent_cpu(env)
     began = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - began
+    sshd, agent = fleet.sshd_cpu() - sshd, _agent_cpu(env) - agent
     deadline = time.monotonic() + 5  # sshd writes its log line as the login completes
-    while (
-        _logins(fleet) - before < hosts and time.monotonic() < deadline and "--persist" not in argv
-    ):
+    while _logins(fleet) - before < expected_logins and time.monotonic() < deadline:
         time.sleep(0.05)
     summary = done.stderr.strip().splitlines()[-1:] or [""]
     return {
@@ -60,6 +77,8 @@ def _step(argv: list[str], env: dict[str, str], fleet: SshdFleet, hosts: int) ->
         "code": done.returncode,
         "logins": _logins(fleet) - before,
         "summary": summary[0],
+        "sshd": sshd,
+        "agent": agent,
     }
 
 
@@ -68,7 +87,10 @@ def _row(label: str, steps: list[dict[str, Any]]) -> str:
     spread = f"{min(walls):.2f}–{max(walls):.2f}" if len(walls) > 1 else f"{walls[0]:.2f}"
     logins = "/".join(str(s["logins"]) for s in steps)
     codes = "/".join(str(s["code"]) for s in steps)
-    return f"| {label} | {statistics.median(walls):.2f} ({spread}) | {logins} | {codes} |"
+    sshd = statistics.median(s["sshd"] for s in steps)
+    agent = statistics.median(s["agent"] for s in steps)
+    median = statistics.median(walls)
+    return f"| {label} | {median:.2f} ({spread}) | {sshd:.2f} | {agent:.2f} | {logins} | {codes} |"
 
 
 def main() -> int:
@@ -90,15 +112,16 @@ def main() -> int:
         cold = [_step([*base, "--", COMMAND], env, fleet, args.hosts) for _ in range(args.repeat)]
         persist = [*base, "--persist", "--", COMMAND]
         first = [_step(persist, env, fleet, args.hosts)]
-        warm = [_step(persist, env, fleet, args.hosts) for _ in range(args.repeat)]
+        warm = [_step(persist, env, fleet, 0) for _ in range(args.repeat)]
         subprocess.run([sys.executable, "-m", "hostbatch", "agent", "stop"], env=env, check=False)
     lines = [
         f"# --persist: {args.hosts} hosts, `{COMMAND}`, whole CLI process timed",
         "",
         environment(),
         "",
-        "| step | wall s, median (range) | sshd logins per run | exit codes |",
-        "|---|---|---|---|",
+        "| step | wall s, median (range) | sshd CPU s | agent CPU s | sshd logins per run "
+        "| exit codes |",
+        "|---|---|---|---|---|---|",
         _row(f"cold `hostbatch run` ×{args.repeat}", cold),
         _row("first `--persist` run (starts the agent)", first),
         _row(f"warm `--persist` run ×{args.repeat}", warm),

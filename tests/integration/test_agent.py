@@ -131,6 +131,26 @@ def test_stop_then_restart_and_idle_expiry(
     assert time.monotonic() - began > 2.0  # it waited out its idle limit first
 
 
+def test_an_idle_connection_closes_while_the_agent_serves_others(
+    sshd: OpenSSHServer, agent_env: Env, tmp_path: Path
+) -> None:
+    args = common(sshd, inventory(sshd, tmp_path / "inv.ini"))
+    env = {**agent_env, "HOSTBATCH_PERSIST": "2s"}
+    assert run_cli("run", *args, "-h", "h1", "--", "true", env=env).returncode == 0
+    began = time.monotonic()
+    status = ""
+
+    def h1_expired() -> bool:
+        nonlocal status
+        assert run_cli("run", *args, "-h", "h2", "--", "true", env=env).returncode == 0
+        status = run_cli("agent", "status", env=agent_env).stdout
+        return not re.search(r"^h1 ", status, re.M)
+
+    wait_until(h1_expired, "h1's connection to expire")
+    assert time.monotonic() - began > 2.0
+    assert "1 open connection(s)" in status and re.search(r"^h2 ", status, re.M)
+
+
 def _descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():

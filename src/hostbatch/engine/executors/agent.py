@@ -9,7 +9,7 @@ directory 0700, the socket 0600; the agent reads the peer's uid with SO_PEERCRED
 answers anyone but its own user with one refusal frame, before unpickling a byte.
 
 Protocol: frames of a 4-byte big-endian length and a pickle. The client sends one request,
-``("run", plan, idle_seconds, cwd, env)``, ``("status",)`` or ``("stop",)``. For a run the
+``("run", plan, idle_seconds, cwd, env, version)``, ``("status",)`` or ``("stop",)``. For a run the
 agent answers ``("events", [Event, ...])`` frames, then ``("done", reconnected_names)`` or
 ``("error", message)``; any byte from the client during a run (or its going away)
 cancels the run (remote commands signalled, connections kept), answered ``("cancelled",)``.
@@ -64,6 +64,13 @@ START_WAIT = 15.0  # seconds the CLI waits for a new agent's socket
 CANCEL_WAIT = 10.0  # seconds the CLI waits for a cancelled run's clean-up in the agent
 ENV_PASSED = ("HOME", "SSH_AUTH_SOCK")  # the client's, applied while its run goes on
 REFUSED = "refused: this agent serves only its own user"
+PROTOCOL = 1  # with hostbatch's version: a run's plan is only handed to the same code
+
+
+def agent_version() -> str:
+    import hostbatch  # here: the package is initialised by the time a request is made
+
+    return f"{hostbatch.__version__}/{PROTOCOL}"
 
 
 class AgentError(HostbatchError):
@@ -393,8 +400,11 @@ class Agent:
         elif kind == "stop":
             writer.write(encode(("stopped",)))
             self.stopping.set()
+        elif kind == "run" and request[-1] != agent_version():
+            message = f"the running agent is hostbatch {agent_version()}, this is {request[-1]}"
+            writer.write(encode(("error", f"{message}; end it with 'hostbatch agent stop'")))
         elif kind == "run":
-            _, plan, idle, cwd, env = request
+            _, plan, idle, cwd, env, _version = request
             self.idle = idle
             try:
                 await self._run(plan, cwd, env, reader, writer)
@@ -589,7 +599,7 @@ async def run_in_agent(plan: Plan, emit: Callable[[Event], None], idle: float) -
 
     env = {name: os.environ[name] for name in ENV_PASSED if name in os.environ}
     try:
-        writer.write(encode(("run", plan, idle, os.getcwd(), env)))
+        writer.write(encode(("run", plan, idle, os.getcwd(), env, agent_version())))
         await writer.drain()
         reconnected = await _receive(reader, collect)
     except asyncio.CancelledError:
