@@ -233,7 +233,8 @@ class WarmPool:
         """Close connections nobody used for *idle* seconds."""
         now = time.monotonic()
         stale = [k for k, w in self.warm.items() if not w.users and now - w.last_used > idle]
-        await asyncio.gather(*(self.discard(key) for key in stale))
+        closing = [self.warm.pop(key).transport for key in stale]  # before any await
+        await asyncio.gather(*(transport.close() for transport in closing))
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.discard(key) for key in list(self.warm)))
