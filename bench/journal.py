@@ -7,6 +7,12 @@ interleaved round by round (which one goes first alternates) so drift hits both 
 and ``end_run``. CPU is this process plus its worker processes (``RUSAGE_CHILDREN``).
 
     .venv/bin/python bench/journal.py --hosts 1000 --rounds 5
+
+``--cli`` measures the command line instead: ``hostbatch run -g fleet --json true`` as a
+subprocess, default (journal on) against ``--no-journal``, interleaved the same way; CPU
+is the CLI process and its workers. Start-up and imports are included, as a user sees.
+
+    .venv/bin/python bench/journal.py --cli --hosts 1000 --rounds 5
 """
 
 from __future__ import annotations
@@ -89,7 +95,7 @@ def _report(name: str, rounds: list[tuple[float, float, float]]) -> tuple[float,
     walls, cpus = [r[0] for r in rounds], [r[1] for r in rounds]
     wall, cpu = statistics.median(walls), statistics.median(cpus)
     print(
-        f"{name:<16} wall median {wall:.3f}s (min {min(walls):.3f}, max {max(walls):.3f})"
+        f"{name:<18} wall median {wall:.3f}s (min {min(walls):.3f}, max {max(walls):.3f})"
         f"   CPU median {cpu:.3f}s"
     )
     return wall, cpu
@@ -99,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cli", action="store_true", help="time the hostbatch command")
     parser.add_argument("--serve-fleet", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fleet is not None:
@@ -111,20 +118,62 @@ def main() -> None:
             stdin=subprocess.PIPE,
         )
         try:
-            _bench(folder, args.rounds, args.hosts)
+            (_bench_cli if args.cli else _bench)(folder, args.rounds, args.hosts)
         finally:
             assert child.stdin is not None
             child.stdin.close()
             child.wait(timeout=120)
 
 
-def _bench(folder: Path, rounds: int, hosts: int) -> None:
+def _ready(folder: Path) -> dict[str, str]:
+    """The fleet's inventory and known_hosts, once the child has started it."""
     deadline = time.monotonic() + 600
     while not (folder / "ready.json").exists():
         if time.monotonic() > deadline:
             raise SystemExit("the fleet did not start within 600 s")
         time.sleep(0.1)
-    ready = json.loads((folder / "ready.json").read_text())
+    return dict(json.loads((folder / "ready.json").read_text()))
+
+
+def _measure_cli(argv: list[str]) -> tuple[float, float, float]:
+    """(wall, CPU of the CLI and its workers, 0) of one ``hostbatch run``."""
+    wall, cpu = time.monotonic(), _cpu_seconds()
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"hostbatch run failed ({done.returncode}): {done.stderr.decode()}")
+    return time.monotonic() - wall, _cpu_seconds() - cpu, 0.0
+
+
+def _bench_cli(folder: Path, rounds: int, hosts: int) -> None:
+    ready = _ready(folder)
+    journal_path = folder / "journal.sqlite"
+    argv = [sys.executable, "-m", "hostbatch", "run", "-i", ready["inventory"]]
+    argv += ["--known-hosts", ready["known_hosts"], "--connect-timeout", "60"]
+    argv += ["--journal", str(journal_path), "-g", "fleet", "--json"]
+    _measure_cli([*argv, "--no-journal", "true"])  # warm-up
+    without: list[tuple[float, float, float]] = []
+    with_journal: list[tuple[float, float, float]] = []
+    for number in range(rounds):
+        arms = [(without, [*argv, "--no-journal", "true"]), (with_journal, [*argv, "true"])]
+        for results, command in arms if number % 2 == 0 else arms[::-1]:
+            results.append(_measure_cli(command))
+        print(f"round {number + 1}/{rounds} done", file=sys.stderr)
+    print(f"hostbatch run on {hosts} hosts, `true`, {rounds} interleaved rounds")
+    for number, (off, on) in enumerate(zip(without, with_journal, strict=True), 1):
+        print(
+            f"round {number}: wall {off[0]:.2f}s / {on[0]:.2f}s, "
+            f"CPU {off[1]:.2f}s / {on[1]:.2f}s (--no-journal / journal)"
+        )
+    wall_off, cpu_off = _report("--no-journal", without)
+    wall_on, cpu_on = _report("journal (default)", with_journal)
+    print(
+        f"journal cost: wall {100 * (wall_on - wall_off) / wall_off:+.1f}%, "
+        f"CPU {100 * (cpu_on - cpu_off) / cpu_off:+.1f}%"
+    )
+
+
+def _bench(folder: Path, rounds: int, hosts: int) -> None:
+    ready = _ready(folder)
     inventory = load_inventory([ready["inventory"]], ssh_config=None)
     connect = ConnectOptions(connect_timeout=60, known_hosts=ready["known_hosts"])
     plan = make_plan("true", list(inventory.hosts.values()), RunOptions(Limits(), connect))

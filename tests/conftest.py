@@ -5,12 +5,20 @@ pytest plugin, ``hostbatch.testing.plugin``, which pytest loads through the ``py
 entry point once hostbatch is installed (scripts/setup.sh installs it). It is named here
 only when the entry point cannot load it (not installed, or plugin autoloading off), so
 that it is never registered twice. tests/fixtures/ adds the project's names on top.
+
+No test writes into the developer's real ``~/.local/state``: for the whole session
+``HOSTBATCH_JOURNAL`` and ``XDG_STATE_HOME`` point into a temporary folder, for code in
+this process and for every CLI subprocess (``tests.fixtures.cli.cli_env`` passes them on).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
 
 PLUGIN = "hostbatch.testing.plugin"
 
@@ -28,3 +36,19 @@ pytest_plugins = [
     "tests.fixtures.fleet",
     "tests.fixtures.sshd",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's run journal (a temp file), also the default for CLI subprocesses."""
+    state = tmp_path_factory.mktemp("state")
+    journal = state / "hostbatch" / "journal.sqlite"
+    saved = {name: os.environ.get(name) for name in ("HOSTBATCH_JOURNAL", "XDG_STATE_HOME")}
+    os.environ["HOSTBATCH_JOURNAL"] = str(journal)
+    os.environ["XDG_STATE_HOME"] = str(state)
+    yield journal
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -19,6 +19,7 @@ from hostbatch.errors import (
     CommandTimeout,
     ConnectError,
     ConnectionLost,
+    ConnectionRefused,
     ConnectTimeout,
     DeviceCommandError,
     HostbatchError,
@@ -28,6 +29,7 @@ from hostbatch.errors import (
     RemoteFileError,
     SelectionError,
     SinkError,
+    StartupDropped,
     TransportError,
     UsageError,
 )
@@ -47,6 +49,7 @@ from hostbatch.models import (
     Started,
     Status,
     Sudo,
+    Throttled,
     Transfer,
 )
 from hostbatch.transport.base import ConnectOptions
@@ -63,6 +66,7 @@ __all__ = [
     "ConnectOptions",
     "ConnectTimeout",
     "ConnectionLost",
+    "ConnectionRefused",
     "Credentials",
     "DeviceCommandError",
     "Event",
@@ -85,8 +89,10 @@ __all__ = [
     "Session",
     "SinkError",
     "Started",
+    "StartupDropped",
     "Status",
     "Sudo",
+    "Throttled",
     "Transfer",
     "TransportError",
     "UsageError",

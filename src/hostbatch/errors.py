@@ -12,6 +12,8 @@
     └── TransportError             one host's connection or command failed; never
         │                          escapes the engine: it becomes HostResult.error
         ├── ConnectError           refused, unreachable, DNS, closed during login
+        │   ├── ConnectionRefused  nothing listening (never retried)
+        │   ├── StartupDropped     closed before the SSH handshake ended (MaxStartups)
         │   └── ConnectionLost     dropped after login, mid-command or mid-transfer
         ├── AuthenticationError    every offered credential was refused
         ├── HostKeyError           unknown or changed host key
@@ -126,6 +128,16 @@ class TransportError(HostbatchError):
 
 class ConnectError(TransportError):
     """The host could not be reached, refused the connection, or dropped it."""
+
+
+class ConnectionRefused(ConnectError):
+    """Nothing listens at the address: a real refusal, never retried."""
+
+
+class StartupDropped(ConnectError):
+    """The server closed or reset the connection before the SSH handshake finished (before
+    or during the banner or key exchange): the signature of sshd's ``MaxStartups``
+    throttling. The engine's admission backs off and tries again."""
 
 
 class ConnectionLost(ConnectError):

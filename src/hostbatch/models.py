@@ -17,10 +17,11 @@ class Secret:
     returns the value, and only transports call it.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "origin")
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, origin: str | None = None) -> None:
         self._value = value
+        self.origin = origin  # where it came from, e.g. "password_env DB_PW", never the value
         register_secret(value)  # so no log record can carry it (hostbatch.logs)
 
     def reveal(self) -> str:
@@ -38,9 +39,9 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:
+    def __reduce__(self) -> tuple[type[Secret], tuple[str, str | None]]:
         # Worker processes receive hosts by pickle; the value must survive that.
-        return (Secret, (self._value,))
+        return (Secret, (self._value, self.origin))
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,24 @@ class Host:
     transport: str | None = None  # asyncssh | paramiko | netmiko; None: the run's default
     device_type: str | None = None  # netmiko device type, e.g. cisco_ios
     proxy_jump: str | None = None  # as written: an inventory host or [user@]host[:port]
-    jump: Host | None = None  # proxy_jump resolved at load: the host to tunnel through
+    # proxy_jump resolved at load: the host to tunnel through (the last hop); its own
+    # ``jump`` is the hop before it (ProxyJump a,b: jump is b, b.jump is a)
+    jump: Host | None = None
     source: str | None = None  # "path:line" where the host was defined
 
     @property
     def username(self) -> str | None:
         return self.credentials.username
+
+    @property
+    def jump_chain(self) -> tuple[Host, ...]:
+        """The jump hosts in connection order: the one connected to directly first."""
+        chain: list[Host] = []
+        hop = self.jump
+        while hop is not None:
+            chain.insert(0, hop)
+            hop = hop.jump
+        return tuple(chain)
 
 
 @dataclass(frozen=True)
@@ -254,4 +267,16 @@ class Finished:
         return self.result.host
 
 
-Event = Started | OutputChunk | Progress | Finished
+@dataclass(frozen=True)
+class Throttled:
+    """The server at ``address`` dropped connection starts before the SSH handshake (sshd's
+    MaxStartups); the engine backed off, retried them, and ended the run admitting
+    ``settled`` starts at once toward it. Sent once per address at the end of a run (by
+    each worker process, for its own hosts)."""
+
+    address: str  # host:port, "via JUMP" for hosts behind a jump host
+    settled: int
+    dropped: int
+
+
+Event = Started | OutputChunk | Progress | Finished | Throttled

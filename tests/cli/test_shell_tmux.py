@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hostbatch.journal import Journal, RunSummary, history
 from hostbatch.testing import Fleet, FleetThread
 
 
@@ -71,6 +72,7 @@ def shell(fleet: tuple[Fleet, Path], tmp_path: Path) -> Iterator[Tmux]:
     started, inventory = fleet
     command = [
         f"HOSTBATCH_HISTORY={tmp_path / 'history'}",
+        f"HOSTBATCH_JOURNAL={tmp_path / 'journal.sqlite'}",
         sys.executable,
         "-m",
         "hostbatch",
@@ -90,7 +92,7 @@ def shell(fleet: tuple[Fleet, Path], tmp_path: Path) -> Iterator[Tmux]:
         session.close()
 
 
-def test_commands_selection_and_dropped_host(shell: Tmux) -> None:
+def test_commands_selection_and_dropped_host(shell: Tmux, tmp_path: Path) -> None:
     screen = shell.screen()
     assert "connected 3/4 hosts" in screen and "node04: connection lost" in screen
     shell.keys("echo hello-$HOSTBATCH_FLEET_HOST", "Enter")
@@ -103,10 +105,27 @@ def test_commands_selection_and_dropped_host(shell: Tmux) -> None:
     shell.keys("echo again", "Enter")
     screen = shell.wait_for(lambda s: "2 hosts in" in s)
     assert "node02 | again" in screen and "node03 | again" not in screen
+    assert "run 1 recorded; rerun failures: :select @run:1:failed" in screen
+    shell.keys(":select @run:1:failed", "Enter")  # the host that dropped, from the journal
+    shell.wait_for(lambda s: "hostbatch [node04]>" in s)
+    first, second = recorded(tmp_path)
+    assert (first.kind, first.operation, first.selection) == (
+        "shell",
+        "echo hello-$HOSTBATCH_FLEET_HOST",
+        "node[01-04]",
+    )
+    assert first.counts == {"ok": 3, "dropped": 1} and first.exit_code == 1
+    assert second.selection == "node[01-02]" and second.counts == {"ok": 2}
+
+
+def recorded(tmp_path: Path) -> list[RunSummary]:
+    """The shell's recorded runs, oldest first."""
+    with Journal.open(tmp_path / "journal.sqlite") as journal:
+        return history(journal)[::-1]
 
 
 def test_ctrl_c_cancels_everywhere_and_keeps_the_shell(
-    shell: Tmux, fleet: tuple[Fleet, Path]
+    shell: Tmux, fleet: tuple[Fleet, Path], tmp_path: Path
 ) -> None:
     started, _ = fleet
     shell.keys(":select node01,node02", "Enter")
@@ -127,6 +146,10 @@ def test_ctrl_c_cancels_everywhere_and_keeps_the_shell(
     shell.keys("echo still-here", "Enter")
     screen = shell.wait_for(lambda s: "node01 | still-here" in s)
     assert "2 hosts in" in screen
+    shell.wait_for(lambda s: "run 2 recorded (hostbatch show 2)" in s)
+    cancelled, after = recorded(tmp_path)
+    assert (cancelled.outcome, cancelled.exit_code) == ("interrupted", 130)
+    assert (after.outcome, after.exit_code, after.counts) == ("finished", 0, {"ok": 2})
 
 
 def test_menu_history_and_exit(shell: Tmux, tmp_path: Path) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncssh
 import pytest
 
-from hostbatch.api import RunOptions, run
+from hostbatch.api import RunOptions, run, run_async
 from hostbatch.engine.limits import Limits
 from hostbatch.inventory import load_inventory
 from hostbatch.models import Credentials, Host, Secret, Status
@@ -139,3 +142,42 @@ def test_ssh_config_values_are_used(fleet: Fleet, tmp_path: Path) -> None:
     loaded = load_inventory([config], ssh_config=None)
     result = run("echo cfg", hosts="box", inventory=loaded, options=opts(fleet.known_hosts))
     assert result["box"].status is Status.OK, result["box"].error
+
+
+async def test_decrypting_a_key_does_not_stall_other_hosts() -> None:
+    """A passphrase-protected key takes bcrypt rounds to decrypt; that must not block the
+    event loop (it once starved password hosts past a 1 s connect timeout)."""
+    with FleetThread(2) as fleet:  # a fresh fleet: a key file no test has loaded yet
+        began = time.perf_counter()
+        asyncssh.read_private_key(str(fleet.client_key_enc), fleet.key_passphrase)
+        decrypt = time.perf_counter() - began
+        first, second = fleet.hosts
+        creds = Credentials(
+            username=fleet.username,
+            key_file=str(fleet.client_key_enc),
+            passphrase=Secret(fleet.key_passphrase),
+        )
+        hosts = [
+            Host("keyed", "127.0.0.1", first.port, credentials=creds),
+            Host(
+                "pw", "127.0.0.1", second.port, Credentials(fleet.username, Secret(fleet.password))
+            ),
+        ]
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.perf_counter()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticking = asyncio.create_task(ticker())
+        results = await run_async("true", hosts, options=opts(fleet.known_hosts))
+        ticking.cancel()
+    assert {name: r.status for name, r in results.items()} == {
+        "keyed": Status.OK,
+        "pw": Status.OK,
+    }
+    assert max(gaps) < decrypt / 2, (max(gaps), decrypt)

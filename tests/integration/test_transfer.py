@@ -208,7 +208,11 @@ def test_remote_permission_denied_fails_only_that_host(
 def test_host_names_and_remote_names_cannot_escape(tmp_path: Path) -> None:
     assert host_directory(tmp_path, "../../etc").parent == tmp_path
     assert host_directory(tmp_path, "..").parent == tmp_path
-    assert host_directory(tmp_path, "a/b").name == "a_b"
+    names = ["a/b", "a_b", "a%2Fb", "..", "%2E.", ".", "", "%", "x\0y", "a\\b", "é" * 200]
+    directories = {host_directory(tmp_path, name) for name in names}
+    assert len(directories) == len(names)  # injective: no two hosts share a directory
+    assert all(d.parent == tmp_path and len(d.name.encode()) <= 255 for d in directories)
+    assert host_directory(tmp_path, "a/b").name == "a%2Fb"
     for bad in ("..", ".", "", "a/b", "x\0y"):
         with pytest.raises(RemoteFileError, match="unsafe"):
             safe_name(bad)
@@ -311,10 +315,9 @@ def test_full_remote_disk_fails_that_host_with_its_message(
     full = put(local, tiny_disk + "/", hosts=target.hosts(), options=target.options)["h0"]
     assert full.status is Status.TRANSFER_FAILED
     assert "large.bin" in (full.error or "")
-    if target.kind == "sshd":  # OpenSSH says only "Failure"; we add why
-        assert "no space left on the remote filesystem" in (full.error or "")
-    else:  # asyncssh's SFTP server truncates silently; the size check catches it
-        assert "the host stored 1048576 of 4194304 bytes" in (full.error or "")
+    # OpenSSH says only "Failure"; we add why. (asyncssh's SFTP server truncated one 4 MiB
+    # write silently, which the size check caught; writes are 256 KiB now, and it fails.)
+    assert "no space left on the remote filesystem" in (full.error or "")
     assert list((target.local / "tiny").iterdir()) == []  # the temporary file was removed
     small = tmp_path / "small.txt"
     small.write_text("fits")

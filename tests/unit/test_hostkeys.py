@@ -5,15 +5,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 from pathlib import Path
 
 import paramiko
 import pytest
 
-from hostbatch.errors import HostKeyError
 from hostbatch.models import Host
 from hostbatch.transport.base import ConnectOptions
-from hostbatch.transport.hostkeys import host_token, is_known, key_lines, record
+from hostbatch.transport.hostkeys import (
+    host_token,
+    is_known,
+    key_lines,
+    malformed,
+    record,
+    usable_text,
+)
 from hostbatch.transport.paramiko_ import trust_known_keys
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnotarealkeybutshapedlikeoneAAAAAAAAAAAAA"
@@ -89,10 +96,38 @@ def test_key_lines_sees_a_changed_file(tmp_path: Path) -> None:
 def test_paramiko_clients_trust_only_the_hosts_own_lines(tmp_path: Path) -> None:
     ed25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
     path = tmp_path / "known_hosts"
-    path.write_text(f"[r1]:2222 {ed25519}\nr2 ssh-ed25519 not-base64!\n")
+    path.write_text(f"[r1]:2222 {ed25519}\nr2 ssh-ed25519 not-base64!\nr2 {ed25519}\n")
     options = ConnectOptions(known_hosts=str(path))
     client = paramiko.SSHClient()
-    trust_known_keys(client, Host("r1", "r1", 2222), options)  # r2's broken line is not read
+    trust_known_keys(client, Host("r1", "r1", 2222), options)
     assert list(client.get_host_keys()) == ["[r1]:2222"]
-    with pytest.raises(HostKeyError, match=f"cannot read {path}"):
-        trust_known_keys(paramiko.SSHClient(), Host("r2", "r2"), options)
+    client = paramiko.SSHClient()
+    trust_known_keys(client, Host("r2", "r2"), options)  # the broken line is skipped
+    assert list(client.get_host_keys()) == ["r2"]
+
+
+def test_malformed_lines_are_skipped_and_reported_once_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "known_hosts"
+    lines = [
+        f"good {KEY}",
+        "single-field",
+        f"@bogus-marker good {KEY}",
+        "@revoked only-two",
+        f"|1|not!base64|x {KEY}",
+        "good ssh-ed25519 not-base64!",
+        f"good,other {KEY} comment",
+    ]
+    path.write_text("# comment\n" + "\n".join(lines) + "\n")
+    assert [malformed(line) is None for line in lines] == [1, 0, 0, 0, 0, 1, 1]
+    with caplog.at_level(logging.WARNING, logger="hostbatch"):
+        for _ in range(2):
+            assert key_lines(path, "good", 22) == [lines[0], lines[5], lines[6]]
+            assert is_known(path, "other", 22) and not is_known(path, "single-field", 22)
+    warned = [r for r in caplog.records if r.name == "hostbatch"]
+    # (fields, not the text: the log filter masks any registered secret, even "p")
+    assert [
+        (getattr(r, "known_hosts", None), getattr(r, "known_hosts_line", None)) for r in warned
+    ] == [(str(path), n) for n in (3, 4, 5, 6)]
+    assert usable_text(path).splitlines()[1:] == [lines[0], "", "", "", "", *lines[5:]]

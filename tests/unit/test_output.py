@@ -30,6 +30,35 @@ def test_live_lines_are_prefixed_aligned_and_partial_lines_held() -> None:
     assert "web1   ✗ command failed: exit status 2" in err.getvalue()
 
 
+def test_partial_lines_are_capped_and_cut_between_utf8_sequences() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    render = LiveRenderer(out, err, width=1, cap=8)
+    render(OutputChunk("h", "stdout", "aaaaaaé€".encode()))  # 6 + 2 + 3 bytes
+    assert out.getvalue() == "h | aaaaaaé\n"  # flushed at the cap, before the cut "€"
+    assert render.held_bytes() == 3
+    render(OutputChunk("h", "stdout", b"\nb\r\nccc"))
+    render(Finished(HostResult("h", Status.OK, exit_status=0)))
+    assert out.getvalue() == "h | aaaaaaé\nh | €\nh | b\nh | ccc\n"
+    assert render.held_bytes() == 0
+
+
+def test_output_without_newlines_is_held_at_most_the_cap() -> None:
+    out = io.StringIO()
+    render = LiveRenderer(out, io.StringIO(), width=1)
+    sent = bytearray()
+    for index in range(200):  # 12.5 MiB in 64 KiB chunks, one newline in the middle
+        chunk = bytes([97 + index % 26]) * 65536
+        if index == 100:
+            chunk = chunk[:1000] + b"\n" + chunk[1001:]
+        sent += chunk
+        render(OutputChunk("h", "stdout", chunk))
+        assert render.held_bytes() <= render.cap
+    render(Finished(HostResult("h", Status.OK, exit_status=0)))
+    lines = [line.removeprefix("h | ") for line in out.getvalue().split("\n")[:-1]]
+    assert max(len(line) for line in lines) == render.cap
+    assert "".join(lines).encode() == bytes(sent).replace(b"\n", b"")
+
+
 def test_colour_only_when_asked() -> None:
     out, err = io.StringIO(), io.StringIO()
     LiveRenderer(out, err, width=4, color=True)(OutputChunk("a", "stdout", b"x\n"))

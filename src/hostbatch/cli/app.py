@@ -7,7 +7,9 @@ import click
 from hostbatch import __version__
 from hostbatch.cli.agent import agent_command
 from hostbatch.cli.common import CONTEXT_SETTINGS, run_main
+from hostbatch.cli.completion import completion_command
 from hostbatch.cli.demo import demo_command
+from hostbatch.cli.help_topics import epilog, help_command
 from hostbatch.cli.history import history_command, show_command
 from hostbatch.cli.hosts import hosts_command
 from hostbatch.cli.options import LogOptions
@@ -16,23 +18,25 @@ from hostbatch.cli.run import run_command
 from hostbatch.cli.shell import shell_command
 from hostbatch.cli.transfer import get_command, put_command
 
-EPILOG = """\b
-Exit codes:
-  0    every host ok
-  1    some commands exited non-zero, timed out or failed (all hosts reached), or
-       the run stopped early (--max-fail, a failed --canary): hosts 'not started'
-  2    bad usage or inventory (nothing was run)
-  3    some hosts could not be reached, authenticated or timed out
-  129  hung up (SIGHUP); remote commands stopped, connections closed
-  130  interrupted (Ctrl-C); remote commands stopped, connections closed
-  141  stdout closed by its reader (| head); the run was stopped quietly
-  143  terminated (SIGTERM); remote commands stopped, connections closed
+EPILOG = (
+    epilog()
+    + """
+
+\b
+Run journal (every run, put, get and shell line; --no-journal to skip one):
+  hostbatch history          recent runs;  hostbatch show last: one run, host by host
+  hostbatch run --rerun last:failed -- CMD      again on the hosts that failed
+  $HOSTBATCH_JOURNAL or --journal PATH          another journal file
 
 \b
 Diagnostics on stderr (secrets masked):
   hostbatch -v run ...       info;  -vv or --debug: debug, SSH libraries included
   HOSTBATCH_LOG=debug|info|warning   the same without flags
+
+\b
+More: hostbatch help [inventory|patterns|exit-codes|color]
 """
+)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
@@ -52,6 +56,8 @@ cli.add_command(shell_command)
 cli.add_command(demo_command)
 cli.add_command(history_command)
 cli.add_command(show_command)
+cli.add_command(completion_command)
+cli.add_command(help_command)
 cli.add_command(agent_command)
 
 

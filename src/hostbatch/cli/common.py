@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from hostbatch.errors import HostbatchError, SinkError
-from hostbatch.inventory import Inventory, load_inventory
+from hostbatch.errors import HostbatchError, SinkError, UsageError
+from hostbatch.inventory import Inventory
+from hostbatch.inventory.hostfile import STDIN, complete_selection, load_with_adhoc
 from hostbatch.logs import logger
 from hostbatch.models import Host, HostResult, Secret, Status
 
 if TYPE_CHECKING:
-    from hostbatch.cli.options import SelectionOptions
+    from hostbatch.cli.options import JournalOptions, SelectionOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,19 +124,38 @@ def ask_password(text: str) -> str:
 
 
 def load_selection(
-    selection: SelectionOptions, *, prompt: Callable[[str], str] = ask_password
+    selection: SelectionOptions,
+    journal: JournalOptions | None = None,
+    *,
+    prompt: Callable[[str], str] = ask_password,
 ) -> tuple[Inventory, list[Host]]:
-    """Load the inventory, print its warnings, apply --ask-pass, and select hosts."""
-    inventory = load_inventory(selection.inventory, ssh_config=selection.ssh_config or None)
+    """Load the inventory (with the ad-hoc hosts and host files of the selection), print
+    its warnings, apply --ask-pass, and select hosts (``--rerun`` and ``@run:`` terms
+    looked up in *journal*'s file)."""
+    if selection.ask_pass and STDIN in selection.hosts:
+        raise UsageError("-h - reads hosts from standard input; --ask-pass cannot prompt there")
+    inventory, adhoc = load_with_adhoc(
+        selection.inventory,
+        hosts=selection.host_terms(),
+        patterns=selection.patterns,
+        groups=selection.groups,
+        hostfiles=selection.hostfile,
+        ssh_config=selection.ssh_config or None,
+        stdin=sys.stdin,
+    )
     for message in inventory.warnings:
         warn(message)
     if selection.ask_pass:
-        inventory = inventory.with_password(Secret(prompt("SSH password: ")))
-    hosts = inventory.select(
-        hosts=_nonempty(selection.hosts),
-        groups=_nonempty(selection.groups),
-        patterns=_nonempty(selection.patterns),
-    )
+        inventory = inventory.with_password(Secret(prompt("SSH password: "), origin="--ask-pass"))
+    hosts: list[Host] = []
+    if adhoc.needs_inventory(selection.groups):
+        hosts = inventory.select(
+            hosts=_nonempty(adhoc.host_terms),
+            groups=_nonempty(selection.groups),
+            patterns=_nonempty(adhoc.pattern_terms),
+            runs=None if journal is None else journal.run_hosts,
+        )
+    hosts = complete_selection(hosts, inventory, adhoc)
     logger.debug("selected %d host(s): %s", len(hosts), ", ".join(h.name for h in hosts[:20]))
     return inventory, hosts
 

@@ -9,7 +9,7 @@ import click
 
 from hostbatch.cli.common import handle_errors
 from hostbatch.cli.execute import execute_command
-from hostbatch.cli.options import EngineOptions, OutputOptions, SelectionOptions
+from hostbatch.cli.options import EngineOptions, JournalOptions, OutputOptions, SelectionOptions
 
 DEMO_COMMAND = (
     'echo "hello from $HOSTBATCH_FLEET_HOST ($(uname -s), pid $$)"; '
@@ -95,4 +95,5 @@ def demo_command(
             known_hosts=str(fleet.known_hosts),
         )
         selection = SelectionOptions(inventory=(str(inventory),), ssh_config="")
-        execute_command(selection, text, engine, output)
+        # a throwaway fleet: its runs are not worth keeping in the journal
+        execute_command(selection, text, engine, output, JournalOptions(no_journal=True))

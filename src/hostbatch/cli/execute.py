@@ -10,10 +10,12 @@ our stdout (``| head``) stops the run the same way, quietly, with exit code 141.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import asdict
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -27,24 +29,28 @@ from hostbatch.cli.common import (
     EXIT_TERMINATED,
     end_broken_pipe,
     exit_code_for,
+    is_broken_pipe,
     load_selection,
     silence_stdout,
 )
 from hostbatch.cli.options import (
     EngineOptions,
+    JournalOptions,
     OutputOptions,
     PersistOptions,
     SelectionOptions,
     WorkflowOptions,
 )
+from hostbatch.cli.recording import RunRecord, SideSink, echo_note, fan_out, operation_text
 from hostbatch.cli.workflow import applied
 from hostbatch.engine.plan import Plan
-from hostbatch.errors import UsageError
+from hostbatch.errors import HostbatchError, UsageError
+from hostbatch.journal import CRASHED, FINISHED, INTERRUPTED
 from hostbatch.logs import logger
 from hostbatch.models import CommandSet, Event, Finished, Host, HostResult, Transfer
-from hostbatch.output.gather import gathered, summary_lines
-from hostbatch.output.jsonl import result_line
-from hostbatch.output.live import LiveRenderer, display
+from hostbatch.output.gather import ThrottleNotes, digest_lines, summary_lines
+from hostbatch.output.jsonl import event_line, result_line, summary_line
+from hostbatch.output.live import LiveRenderer
 from hostbatch.output.progress import terminal_progress
 
 T = TypeVar("T")
@@ -123,14 +129,19 @@ class StoppableRun:
 
 
 def run_stoppable(
-    coroutine_for: Callable[[StoppableRun], Coroutine[Any, Any, T]], *, after: str
+    coroutine_for: Callable[[StoppableRun], Coroutine[Any, Any, T]],
+    *,
+    after: str,
+    record: RunRecord | None = None,
 ) -> T:
-    """Run the coroutine; when stopped, print one line (none for a closed stdout) and
-    exit with the stop's code."""
+    """Run the coroutine; when stopped, end *record* as interrupted, print one line (none
+    for a closed stdout) and exit with the stop's code."""
     stoppable = StoppableRun()
     try:
         return stoppable.run(coroutine_for(stoppable))
     except RunStopped as stopped:
+        if record is not None:
+            record.end(stopped.exit_code, INTERRUPTED)
         if stopped.exit_code == EXIT_BROKEN_PIPE:
             end_broken_pipe()
         lead = "\n" if sys.stderr.isatty() else ""
@@ -139,10 +150,18 @@ def run_stoppable(
 
 
 def run_plan_stoppable(
-    plan: Plan, sink: Sink, *, after: str, persist: float | None = None
+    plan: Plan,
+    sink: Sink,
+    *,
+    after: str,
+    record: RunRecord,
+    side: Sequence[Sink] = (),
+    persist: float | None = None,
 ) -> dict[str, HostResult]:
-    """Run *plan* feeding *sink*; see :func:`run_stoppable`. With *persist* (seconds),
-    in the per-user agent over its warm connections (``--persist``)."""
+    """Run *plan* feeding *record* (the journal), the *side* sinks and *sink* (what is
+    shown); see :func:`run_stoppable`. A closed stdout stops only *sink*: the side sinks
+    and the journal still get every event. With *persist* (seconds), in the per-user
+    agent over its warm connections (``--persist``)."""
     limits = plan.limits
     logger.info(
         "%s on %d host(s): transport %s, fanout %s, workers %s, connect timeout %gs",
@@ -155,36 +174,85 @@ def run_plan_stoppable(
     )
     if persist is not None:
         after = AFTER_PERSIST if after == AFTER_COMMAND else after
-        return run_stoppable(lambda run: run_persisted(plan, run.guard(sink), persist), after=after)
-    return run_stoppable(lambda run: run_plan(plan, run.guard(sink)), after=after)
+        return run_stoppable(
+            lambda run: run_persisted(plan, fan_out([record, *side], run.guard(sink)), persist),
+            after=after,
+            record=record,
+        )
+    return run_stoppable(
+        lambda run: run_plan(plan, fan_out([record, *side], run.guard(sink))),
+        after=after,
+        record=record,
+    )
 
 
 def command_sink(hosts: list[Host], output: OutputOptions) -> Sink:
-    """JSON lines, or live prefixed lines (quiet when output is gathered)."""
+    """NDJSON events, JSON lines, or live prefixed lines (quiet when output is gathered)."""
+    if output.events:
+        return _json_sink(event_line)
     if output.as_json:
-
-        def json_sink(event: Event) -> None:
-            if isinstance(event, Finished):
-                sys.stdout.write(result_line(event.result) + "\n")
-                sys.stdout.flush()
-
-        return json_sink
+        return _json_sink(lambda e: result_line(e.result) if isinstance(e, Finished) else None)
     width = max(len(h.name) for h in hosts)
     color = output.use_color(sys.stdout)
     return LiveRenderer(sys.stdout, sys.stderr, width=width, color=color, quiet=output.gather)
 
 
-def print_gathered(results: dict[str, HostResult]) -> None:
-    for hosts, text in gathered(results):
-        click.echo(f"---------------- {hosts}")
-        click.echo(display(text).rstrip("\n"))
+def _json_sink(line_for: Callable[[Event], str | None]) -> Sink:
+    def json_sink(event: Event) -> None:
+        line = line_for(event)
+        if line is not None:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    return json_sink
 
 
-def finish(results: dict[str, HostResult], began: float) -> NoReturn:
-    """The summary on stderr, then exit with the run's code."""
-    for line in summary_lines(results, time.monotonic() - began):
+@contextlib.contextmanager
+def recorded(record: RunRecord) -> Iterator[RunRecord]:
+    """Ends *record* however the command ends (unless it was ended already): a closed
+    stdout or Ctrl-C while printing is interrupted, a bug is crashed; closes the journal."""
+    try:
+        yield record
+    except BaseException as exc:
+        record.end(*_ending(exc))
+        raise
+    finally:
+        record.close()
+
+
+def _ending(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, INTERRUPTED
+    if isinstance(exc, BrokenPipeError) or is_broken_pipe(exc):
+        return EXIT_BROKEN_PIPE, INTERRUPTED
+    if isinstance(exc, SystemExit):
+        return (exc.code if isinstance(exc.code, int) else 1), FINISHED
+    return (exc.exit_code if isinstance(exc, HostbatchError) else 1), CRASHED
+
+
+def finish(
+    results: dict[str, HostResult],
+    began: float,
+    record: RunRecord,
+    notes: ThrottleNotes | None = None,
+    *,
+    events: bool = False,
+) -> NoReturn:
+    """The summary on stderr (with where the servers throttled; and the --events summary
+    object), the journal's run closed, then exit with the run's code."""
+    elapsed = time.monotonic() - began
+    code = exit_code_for(results)
+    for line in summary_lines(results, elapsed):
         click.echo(line, err=True)
-    raise SystemExit(exit_code_for(results))
+    for line in notes.lines() if notes is not None else ():
+        click.echo(line, err=True)
+    if events:
+        sys.stdout.write(summary_line(results, elapsed, code, record.run_id) + "\n")
+        sys.stdout.flush()
+    record.end(code, FINISHED)
+    command_path = click.get_current_context().command_path
+    echo_note(record.note(results, command_path + " --rerun {run}:failed ..."))
+    raise SystemExit(code)
 
 
 def execute_command(
@@ -192,6 +260,7 @@ def execute_command(
     command: str | CommandSet,
     engine: EngineOptions,
     output: OutputOptions,
+    journal: JournalOptions,
     workflow: WorkflowOptions | None = None,
     persist: PersistOptions | None = None,
 ) -> NoReturn:
@@ -199,30 +268,60 @@ def execute_command(
     script = workflow is not None and workflow.script is not None
     if isinstance(command, str) and not command.strip() and not script:
         raise UsageError("no command given (hostbatch run -g web -- uptime)")
+    masks = output.checked_masks()
     idle = persist.seconds() if persist is not None else None
-    _, hosts = load_selection(selection)
+    _, hosts = load_selection(selection, journal)
+    files = output.output_files()
+    side = [] if files is None else [SideSink("writing --outdir files", files, files.close)]
+    settings = {**asdict(engine), **asdict(output), **_workflow_settings(workflow)}
     run_options = engine.run_options(output_limit=output.output_limit)
     with applied(workflow, command, run_options) as (operation, options):
         plan = make_plan(operation, hosts, options)
-        sink = command_sink(hosts, output)
+        text = operation_text(command)
+        record = RunRecord.begin(journal, "run", text, selection.describe(), hosts, settings)
+        notes = ThrottleNotes(command_sink(hosts, output))
         began = time.monotonic()
-        results = run_plan_stoppable(plan, sink, after=AFTER_COMMAND, persist=idle)
-    if output.gather and not output.as_json:
-        print_gathered(results)
-    finish(results, began)
+        with recorded(record):
+            try:
+                results = run_plan_stoppable(
+                    plan, notes, after=AFTER_COMMAND, record=record, side=side, persist=idle
+                )
+            finally:
+                if files is not None:
+                    files.close()
+            if (output.gather or output.gather_after) and not output.as_json:
+                for line in digest_lines(results, masks):
+                    click.echo(line)
+            finish(results, began, record, notes, events=output.events)
+
+
+def _workflow_settings(workflow: WorkflowOptions | None) -> dict[str, object]:
+    """What the journal records of the workflow options: --env values are left out."""
+    if workflow is None:
+        return {}
+    return {key: value for key, value in asdict(workflow).items() if key != "env"}
 
 
 def execute_transfer(
     selection: SelectionOptions,
     transfer: Transfer,
     engine: EngineOptions,
+    journal: JournalOptions,
+    *,
+    color: bool = False,
     persist: PersistOptions | None = None,
 ) -> NoReturn:
     """Shared body of put, get and batch_scp; exits with the run's code."""
     idle = persist.seconds() if persist is not None else None
-    _, hosts = load_selection(selection)
+    _, hosts = load_selection(selection, journal)
     plan = make_plan(transfer, hosts, engine.run_options())
+    settings = {**asdict(engine), "recursive": transfer.recursive, "verify": transfer.verify}
+    text = operation_text(transfer)
+    record = RunRecord.begin(
+        journal, transfer.direction, text, selection.describe(), hosts, settings
+    )
     began = time.monotonic()
-    sink = terminal_progress(hosts)
-    results = run_plan_stoppable(plan, sink, after=AFTER_TRANSFER, persist=idle)
-    finish(results, began)
+    notes = ThrottleNotes(terminal_progress(hosts, color=color))
+    with recorded(record):
+        results = run_plan_stoppable(plan, notes, after=AFTER_TRANSFER, record=record, persist=idle)
+        finish(results, began, record, notes)

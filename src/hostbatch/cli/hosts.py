@@ -9,8 +9,9 @@ from typing import Any
 import click
 
 from hostbatch.cli.common import handle_errors, load_selection
-from hostbatch.cli.options import SelectionOptions
+from hostbatch.cli.options import JournalOptions, SelectionOptions
 from hostbatch.models import Host
+from hostbatch.output.table import format_columns
 
 MASK = "********"
 COLUMNS = ("NAME", "GROUPS", "ADDRESS", "PORT", "USER", "AUTH", "TRANSPORT")
@@ -50,19 +51,18 @@ def format_table(hosts: list[Host]) -> str:
         )
         for h in hosts
     ]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+    return format_columns(COLUMNS, rows)
 
 
 @click.command("hosts")
 @SelectionOptions.options
+@JournalOptions.options
 @click.argument("patterns", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one list) for scripts.")
 @handle_errors
-def hosts_command(patterns: tuple[str, ...], as_json: bool, selection: SelectionOptions) -> None:
+def hosts_command(
+    patterns: tuple[str, ...], as_json: bool, selection: SelectionOptions, journal: JournalOptions
+) -> None:
     """List the selected hosts: name, groups, address, port, user, auth kind, transport.
 
     Passwords are always shown masked.
@@ -72,8 +72,9 @@ def hosts_command(patterns: tuple[str, ...], as_json: bool, selection: Selection
       hostbatch hosts                          every host
       hostbatch hosts -g web_clusters,db_servers
       hostbatch hosts 'web[01-03]' '!web02' --json
+      hostbatch hosts '@run:last:unreachable' '!web07'    (hosts of the last run)
     """
-    inventory, selected = load_selection(replace(selection, patterns=patterns))
+    inventory, selected = load_selection(replace(selection, patterns=patterns), journal)
     if as_json:
         click.echo(json.dumps([host_record(h) for h in selected], indent=2))
     elif not selected:  # only an empty inventory: an empty selection is an error

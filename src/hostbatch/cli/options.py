@@ -28,6 +28,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TextIO, TypeVar
 
 import click
@@ -35,6 +36,7 @@ import click
 from hostbatch import logs
 from hostbatch.api import RunOptions
 from hostbatch.cli.common import warn
+from hostbatch.cli.completion import complete_groups, complete_hosts
 from hostbatch.engine.limits import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_FANOUT,
@@ -42,9 +44,14 @@ from hostbatch.engine.limits import (
     SESSIONS_PER_WORKER_BLOCKING,
     Limits,
 )
-from hostbatch.errors import UsageError
+from hostbatch.errors import SelectionError, UsageError
+from hostbatch.journal import Journal, default_journal_path, hosts_of_run_term
 from hostbatch.models import Transfer
+from hostbatch.output.color import COLOR_MODES, ColorMode, color_enabled
+from hostbatch.output.files import OutputFiles
+from hostbatch.output.gather import OutputMask, compile_masks
 from hostbatch.transport.base import DEFAULT_KNOWN_HOSTS, ConnectOptions, HostKeyPolicy
+from hostbatch.transport.jump import DEFAULT_CHANNEL_BUDGET
 from hostbatch.transport.registry import DEFAULT, NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,6 +101,24 @@ class OptionGroup:
         return decorated  # type: ignore[no-any-return]
 
 
+def color_option() -> Any:
+    """``--color [auto|always|never]``; a bare ``--color`` is ``always`` (as before)."""
+    return option(
+        "--color",
+        default="auto",
+        type=click.Choice(COLOR_MODES),
+        is_flag=False,
+        flag_value="always",
+        show_default=True,
+        help="Colour: auto (a terminal, unless NO_COLOR is set; FORCE_COLOR forces it), "
+        "always, never.",
+    )
+
+
+def no_color_option() -> Any:
+    return option("--no-color", default=False, is_flag=True, help="Same as --color never.")
+
+
 @dataclass(frozen=True)
 class SelectionOptions(OptionGroup):
     """Which hosts: inventory, hosts, groups, patterns; and the password prompt."""
@@ -115,7 +140,9 @@ class SelectionOptions(OptionGroup):
         default=(),
         multiple=True,
         metavar="LIST",
-        help="Hosts, comma-separated; ranges web[01-20], @group, !exclude, all.",
+        shell_complete=complete_hosts,
+        help="Hosts, comma-separated; ranges web[01-20], @group, !exclude, all; "
+        "addresses [user@]host[:port] need no inventory; '-' reads a host file from stdin.",
     )
     groups: tuple[str, ...] = option(
         "-g",
@@ -123,7 +150,15 @@ class SelectionOptions(OptionGroup):
         default=(),
         multiple=True,
         metavar="LIST",
+        shell_complete=complete_groups,
         help="Groups, comma-separated (union with -h; each host once).",
+    )
+    hostfile: tuple[str, ...] = option(
+        "--hostfile",
+        default=(),
+        multiple=True,
+        metavar="FILE",
+        help="Add the hosts of FILE: [user@]host[:port] per line, # comments (repeatable).",
     )
     ask_pass: bool = option(
         "--ask-pass",
@@ -138,7 +173,63 @@ class SelectionOptions(OptionGroup):
         metavar="PATH",
         help="OpenSSH client config filling in unset values; '' to ignore it.",
     )
+    rerun: str | None = option(
+        "--rerun",
+        metavar="RUN[:STATUS,...]",
+        help="The hosts of an earlier run (an id, last, last~N; see 'hostbatch history') "
+        "that ended with STATUS: failed (every status but ok), ok, unreachable, "
+        "auth_failed, timed_out, command_failed, ... Combines with -h/-g and '!'.",
+    )
     patterns: tuple[str, ...] = ()  # positional patterns (hostbatch hosts), not an option
+
+    def host_terms(self) -> list[str]:
+        """-h's terms, led by ``@run:RUN:S+S`` for --rerun (so a later ``!host`` removes
+        from the re-run's hosts)."""
+        if not self.rerun:
+            return list(self.hosts)
+        ref, _, statuses = self.rerun.partition(":")
+        term = f"@run:{ref}" + (f":{statuses.replace(',', '+')}" if statuses else "")
+        return [term, *self.hosts]
+
+    def describe(self) -> str:
+        """The selection as typed (the journal's ``selection``): ``--rerun 41:failed -h x``."""
+        words = [f"--rerun {self.rerun}"] if self.rerun else []
+        words += [f"-h {value}" for value in self.hosts]
+        words += [f"-g {value}" for value in self.groups]
+        return " ".join([*words, *self.patterns]) or "all"
+
+
+@dataclass(frozen=True)
+class JournalOptions(OptionGroup):
+    """The run journal: where it is, and whether this run is recorded."""
+
+    keyword: ClassVar[str] = "journal"
+
+    journal_path: str | None = option(
+        "--journal",
+        metavar="PATH",
+        help="The run journal (recorded runs, --rerun, @run:). Default: $HOSTBATCH_JOURNAL, "
+        "else $XDG_STATE_HOME/hostbatch/journal.sqlite (~/.local/state/hostbatch/).",
+    )
+    no_journal: bool = option(
+        "--no-journal",
+        default=False,
+        is_flag=True,
+        help="Do not record this run (--rerun and @run: still read the journal).",
+    )
+
+    def path(self) -> Path:
+        return Path(self.journal_path).expanduser() if self.journal_path else default_journal_path()
+
+    def run_hosts(self, term: str) -> list[str]:
+        """Host names for ``@run:TERM`` / ``--rerun TERM`` (``RUN[:STATUS+STATUS]``);
+        SelectionError (exit 2) when there is no such run."""
+        where = self.path()
+        if not where.exists():
+            ref = term.partition(":")[0]
+            raise SelectionError(f"no run '{ref}': no run recorded yet (no journal {where})")
+        with Journal.open(where) as journal:
+            return hosts_of_run_term(journal, term)
 
 
 @dataclass(frozen=True)
@@ -180,7 +271,9 @@ class EngineOptions(OptionGroup):
         default=0,
         type=click.IntRange(min=0),
         show_default=True,
-        help="Retry refused/unreachable connections, with backoff.",
+        help="Retry unreachable hosts and connect timeouts, with jittered backoff. "
+        "Refusals, auth and host-key failures are never retried; starts the server drops "
+        "(MaxStartups) always are.",
     )
     host_keys: HostKeyPolicy = option(  # noqa: RUF009 (a field spec, not a default)
         "--host-keys",
@@ -202,6 +295,13 @@ class EngineOptions(OptionGroup):
         type=click.IntRange(min=1),
         help="Worker processes. Default: 1 for small runs, else one per core.",
     )
+    jump_channels: int = option(
+        "--jump-channels",
+        default=DEFAULT_CHANNEL_BUDGET,
+        type=click.IntRange(min=1),
+        show_default=True,
+        help="Hosts per shared connection to a jump host; more hosts open another one.",
+    )
 
     def run_options(self, *, output_limit: int = DEFAULT_OUTPUT_LIMIT) -> RunOptions:
         """The API's RunOptions; warns on stderr when host key checking is off."""
@@ -213,6 +313,7 @@ class EngineOptions(OptionGroup):
             output_limit=output_limit,
             connect_retries=self.retries,
             workers=self.workers,
+            jump_channels=self.jump_channels,
         )
         connect = ConnectOptions(
             connect_timeout=self.connect_timeout,
@@ -245,7 +346,40 @@ class OutputOptions(OptionGroup):
         is_flag=True,
         help="No live lines: print each distinct output once with its hosts folded.",
     )
-    color: bool | None = option("--color/--no-color", help="Default: colour on a terminal.")
+    gather_after: bool = option(
+        "-B",
+        "--gather-after",
+        default=False,
+        is_flag=True,
+        help="Live lines, then each distinct output once with its hosts folded (as -b).",
+    )
+    masks: tuple[str, ...] = option(
+        "--mask",
+        default=(),
+        multiple=True,
+        metavar="REGEX",
+        help="With -b/-B: replace matches by <maskN> before outputs are compared, so "
+        "outputs differing only in timestamps or pids fold together (repeatable).",
+    )
+    events: bool = option(
+        "--events",
+        default=False,
+        is_flag=True,
+        help="NDJSON on stdout: every event as it happens (started, stdout, stderr, "
+        "finished), then one summary object with the journal's run id.",
+    )
+    outdir: str | None = option(
+        "--outdir",
+        metavar="DIR",
+        help="Write each host's full stdout to DIR/<host> (complete files only).",
+    )
+    errdir: str | None = option(
+        "--errdir",
+        metavar="DIR",
+        help="With --outdir: each host's full stderr to DIR/<host>.",
+    )
+    color: ColorMode = color_option()  # noqa: RUF009 (a field spec, not a default)
+    no_color: bool = no_color_option()
     output_limit: int = option(
         "--output-limit",
         default=DEFAULT_OUTPUT_LIMIT,
@@ -254,11 +388,43 @@ class OutputOptions(OptionGroup):
         help="Bytes of stdout and of stderr kept per host (the tail); live output is never cut.",
     )
 
+    def checked_masks(self) -> tuple[OutputMask, ...]:
+        """Check that the output options go together (UsageError, exit 2, before anything
+        runs); the compiled --mask patterns."""
+        if self.events and (self.as_json or self.gather or self.gather_after):
+            raise UsageError("--events cannot be combined with --json, -b or -B")
+        if self.gather and self.gather_after:
+            raise UsageError("give -b (gathered only) or -B (live, then gathered), not both")
+        if self.masks and not (self.gather or self.gather_after):
+            raise UsageError("--mask applies to gathered output: add -b or -B")
+        if self.errdir and not self.outdir:
+            raise UsageError("--errdir needs --outdir")
+        return compile_masks(self.masks)
+
+    def output_files(self) -> OutputFiles | None:
+        """The --outdir/--errdir sink (folders created now), or None."""
+        if not self.outdir:
+            return None
+        errdir = Path(self.errdir).expanduser() if self.errdir else None
+        return OutputFiles(Path(self.outdir).expanduser(), errdir)
+
     def use_color(self, stream: TextIO | None = None) -> bool:
-        """--color/--no-color, else colour when *stream* (stdout) is a terminal."""
-        if self.color is not None:
-            return self.color
-        return (stream or sys.stdout).isatty()
+        """--color/--no-color, NO_COLOR, FORCE_COLOR, else whether *stream* is a terminal."""
+        return color_enabled("never" if self.no_color else self.color, stream or sys.stdout)
+
+
+@dataclass(frozen=True)
+class ColorOptions(OptionGroup):
+    """--color for commands without OutputOptions (put, get, ping)."""
+
+    keyword: ClassVar[str] = "colors"
+
+    color: ColorMode = color_option()  # noqa: RUF009 (a field spec, not a default)
+    no_color: bool = no_color_option()
+
+    def use_color(self, stream: TextIO | None = None) -> bool:
+        """As :meth:`OutputOptions.use_color`."""
+        return color_enabled("never" if self.no_color else self.color, stream or sys.stdout)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ from typing import IO
 import click
 
 from hostbatch.cli.common import handle_errors
+from hostbatch.cli.dryrun import dry_run_option, print_plan
 from hostbatch.cli.execute import execute_command
 from hostbatch.cli.options import (
     EngineOptions,
+    JournalOptions,
     OutputOptions,
     PersistOptions,
     SelectionOptions,
@@ -24,6 +26,7 @@ from hostbatch.models import CommandSet
 @EngineOptions.options
 @OutputOptions.options
 @WorkflowOptions.options
+@JournalOptions.options
 @PersistOptions.options
 @click.option(
     "-c",
@@ -51,10 +54,12 @@ from hostbatch.models import CommandSet
     is_flag=True,
     help="Devices: TextFSM rows (ntc-templates) in the JSON output where a template exists.",
 )
+@dry_run_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def run_command(
     command: tuple[str, ...],
+    dry_run: bool,
     cmd: tuple[str, ...],
     config: tuple[str, ...],
     config_file: IO[str] | None,
@@ -64,6 +69,7 @@ def run_command(
     engine: EngineOptions,
     output: OutputOptions,
     workflow: WorkflowOptions,
+    journal: JournalOptions,
     persist: PersistOptions,
 ) -> None:
     """Run one command on every selected host in parallel, output streamed live.
@@ -86,20 +92,33 @@ def run_command(
       hostbatch run -g db --script ./check.sh -- --quick
       hostbatch run -g web --env RELEASE=42 -- 'echo $RELEASE'
       hostbatch run -g web --sudo --ask-become-pass -- systemctl reload nginx
+      hostbatch run --rerun last:failed -- systemctl restart nginx
+      hostbatch run -h '@run:41:unreachable,!web07' -- uptime
+      hostbatch run -g web -B --mask '\\d+' -- 'pgrep -a nginx'   (pids folded)
+      hostbatch run -g web --outdir out/ --errdir err/ -- dmesg
+      hostbatch run -h deploy@10.0.0.5:2222 --dry-run -- uptime   (the plan only)
+      hostbatch run -g web --events -- uptime | jq -c 'select(.event=="summary")'
       hostbatch run -g web --persist -- uptime      (the next run on web logs in no more)
+
+    Every run is recorded in the run journal ('hostbatch history', 'hostbatch show
+    last'); --no-journal leaves this one out.
     """
     if cmd and command:
         raise UsageError("give the command either with -c or as arguments, not both")
     if workflow.script is not None and (cmd or config or config_file or save or parse):
         raise UsageError("--script takes its arguments after --, not -c or device options")
-    if workflow.script is not None:  # the arguments are the script's
-        execute_command(selection, " ".join(command), engine, output, workflow, persist)
-    commands = cmd or ((" ".join(command),) if command else ())
-    lines = list(config)
-    if config_file is not None:
-        lines += [line.rstrip("\n") for line in config_file if line.strip()]
-    operation = _operation(commands, tuple(lines), save, parse)
-    execute_command(selection, operation, engine, output, workflow, persist)
+    operation: str | CommandSet = " ".join(command)  # --script: the script's arguments
+    if workflow.script is None:
+        commands = cmd or ((" ".join(command),) if command else ())
+        lines = list(config)
+        if config_file is not None:
+            lines += [line.rstrip("\n") for line in config_file if line.strip()]
+        operation = _operation(commands, tuple(lines), save, parse)
+    if dry_run:
+        print_plan(
+            selection, operation, engine, as_json=output.as_json, workflow=workflow, journal=journal
+        )
+    execute_command(selection, operation, engine, output, journal, workflow, persist)
 
 
 def _operation(

@@ -11,6 +11,7 @@ from hostbatch.cli.common import CONTEXT_SETTINGS, handle_errors, run_main
 from hostbatch.cli.execute import execute_command, execute_transfer
 from hostbatch.cli.options import (
     EngineOptions,
+    JournalOptions,
     LogOptions,
     OutputOptions,
     SelectionOptions,
@@ -24,6 +25,7 @@ from hostbatch.errors import UsageError
 @SelectionOptions.options
 @EngineOptions.options
 @OutputOptions.options
+@JournalOptions.options
 @click.option("-cmd", "--cmd", "cmd", required=True, help="The command to run on every host.")
 @WorkflowOptions.options
 @LogOptions.options
@@ -35,6 +37,7 @@ def batch_run(
     engine: EngineOptions,
     output: OutputOptions,
     workflow: WorkflowOptions,
+    journal: JournalOptions,
 ) -> None:
     """Run one command on hosts and groups (seed-compatible form of ``hostbatch run``).
 
@@ -43,7 +46,7 @@ def batch_run(
       batch_run -h h1,h2,h3 -g web_clusters,db_servers -cmd "df -h"
     """
     log.configure()
-    execute_command(selection, cmd, engine, output, workflow)
+    execute_command(selection, cmd, engine, output, journal, workflow)
 
 
 def batch_run_main() -> None:
@@ -54,6 +57,7 @@ def batch_run_main() -> None:
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@JournalOptions.options
 @click.option(
     "-action",
     "--action",
@@ -87,6 +91,7 @@ def batch_scp(
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
+    journal: JournalOptions,
 ) -> None:
     """Copy files to or from hosts and groups (seed-compatible form of put/get).
 
@@ -104,7 +109,7 @@ def batch_scp(
         if len(local) != 1:
             raise UsageError("get takes one -local directory")
         transfer = copy.transfer("get", remote, local[0])
-    execute_transfer(selection, transfer, engine)
+    execute_transfer(selection, transfer, engine, journal)
 
 
 def batch_scp_main() -> None:

@@ -14,7 +14,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -22,24 +22,29 @@ from typing import Any, Literal, TypeVar
 import click
 
 from hostbatch.api import Session
-from hostbatch.cli.common import handle_errors, load_selection
+from hostbatch.cli.common import EXIT_INTERRUPTED, exit_code_for, handle_errors, load_selection
 from hostbatch.cli.hosts import format_table
-from hostbatch.cli.options import EngineOptions, SelectionOptions
+from hostbatch.cli.options import EngineOptions, JournalOptions, SelectionOptions
+from hostbatch.cli.recording import RunRecord, echo_note, fan_out
 from hostbatch.errors import HostbatchError, UsageError
 from hostbatch.inventory import Inventory
 from hostbatch.inventory.patterns import fold_text
+from hostbatch.journal import CRASHED, INTERRUPTED
 from hostbatch.models import Event, HostResult, Transfer
+from hostbatch.output.color import color_enabled
 from hostbatch.output.gather import summary_lines
 from hostbatch.output.live import LiveRenderer
 from hostbatch.output.progress import terminal_progress
 
 T = TypeVar("T")
+Sink = Callable[[Event], None]
 HISTORY_ENV = "HOSTBATCH_HISTORY"
 CANCEL_WAIT = 10.0
 HELP = """\
 Type a command to run it on every selected host. Shell commands start with ':'.
   :hosts                    show the selected hosts
   :select SELECTION         e.g. :select -g db_servers   :select web[01-03] !web02
+                            :select @run:last:failed (hosts of a recorded run)
   :put LOCAL... REMOTE      send files (-r recursive, -p preserve)
   :get REMOTE... LOCALDIR   fetch files into LOCALDIR/<host>/
   :menu                     the numbered menu (view hosts, run, send a file, exit)
@@ -91,11 +96,18 @@ class LoopThread:
 class Shell:
     """The prompt's state: inventory, selection, session, and how to print."""
 
-    def __init__(self, inventory: Inventory, session: Session, loop: LoopThread) -> None:
+    def __init__(
+        self,
+        inventory: Inventory,
+        session: Session,
+        loop: LoopThread,
+        journal: JournalOptions | None = None,
+    ) -> None:
         self.inventory = inventory
         self.session = session
         self.loop = loop
-        self.color = sys.stdout.isatty()
+        self.journal = journal or JournalOptions()
+        self.color = color_enabled("auto", sys.stdout)
 
     @property
     def prompt(self) -> str:
@@ -107,18 +119,41 @@ class Shell:
         width = max(len(h.name) for h in self.session.hosts)
         return LiveRenderer(sys.stdout, sys.stderr, width=width, color=self.color)
 
-    def report(self, results: dict[str, HostResult], began: float) -> None:
+    def report(self, results: dict[str, HostResult], began: float, note: str | None) -> None:
         reconnected = self.session.pool.reconnected & set(results)
         if reconnected:
             click.echo(f"reconnected: {fold_text(reconnected)}", err=True)
             self.session.pool.reconnected -= reconnected
         for line in summary_lines(results, time.monotonic() - began):
             click.echo(line, err=True)
+        echo_note(note)
+
+    async def recorded(
+        self, kind: str, text: str, execute: Callable[[Sink], Awaitable[dict[str, HostResult]]]
+    ) -> tuple[dict[str, HostResult], str | None]:
+        """*execute* with the journal fed too (on the loop's thread, which owns the journal's
+        connection); the results and the line naming the recorded run."""
+        names = fold_text([host.name for host in self.session.hosts])
+        record = RunRecord.begin(self.journal, kind, text, names, self.session.hosts, {})
+        if record.run_id is None:  # warned once: the rest of the session goes unrecorded
+            self.journal = replace(self.journal, no_journal=True)
+        try:
+            results = await execute(record)
+        except BaseException as exc:
+            cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+            record.end(EXIT_INTERRUPTED if cancelled else 1, INTERRUPTED if cancelled else CRASHED)
+            record.close()
+            raise
+        record.end(exit_code_for(results))
+        record.close()
+        return results, record.note(results, ":select @run:{run}:failed")
 
     def run(self, command: str) -> None:
         began = time.monotonic()
-        results = self.loop.call(self.session.run(command, self.sink()))
-        self.report(results, began)
+        live = self.sink()
+        execute = lambda record: self.session.run(command, fan_out([record], live))  # noqa: E731
+        results, note = self.loop.call(self.recorded("shell", command, execute))
+        self.report(results, began, note)
 
     def transfer(self, direction: Literal["put", "get"], words: list[str]) -> None:
         flags = {w for w in words if w in ("-r", "-p", "--verify")}
@@ -133,9 +168,12 @@ class Shell:
             "-p" in flags,
             "--verify" in flags,
         )
-        sink = terminal_progress(self.session.hosts)
+        progress = terminal_progress(self.session.hosts)
         began = time.monotonic()
-        self.report(self.loop.call(self.session.execute(transfer, sink)), began)
+        execute = lambda record: self.session.execute(transfer, fan_out([record], progress))  # noqa: E731
+        text = f"{' '.join(transfer.sources)} -> {transfer.destination}"
+        results, note = self.loop.call(self.recorded(direction, text, execute))
+        self.report(results, began, note)
 
     def select(self, words: list[str]) -> None:
         hosts: list[str] = []
@@ -147,7 +185,9 @@ class Shell:
                 (hosts if word == "-h" else groups).append(next(pending, ""))
             else:
                 patterns.append(word)
-        chosen = self.inventory.select(hosts or None, groups or None, patterns or None)
+        chosen = self.inventory.select(
+            hosts or None, groups or None, patterns or None, runs=self.journal.run_hosts
+        )
         self.session.select(chosen)
         click.echo(f"{len(chosen)} host(s) selected", err=True)
 
@@ -246,25 +286,30 @@ def _connect_report(shell: Shell) -> None:
 @click.command("shell")
 @SelectionOptions.options
 @EngineOptions.options
+@JournalOptions.options
 @handle_errors
-def shell_command(selection: SelectionOptions, engine: EngineOptions) -> None:
+def shell_command(
+    selection: SelectionOptions, engine: EngineOptions, journal: JournalOptions
+) -> None:
     """An interactive prompt for the selected hosts, with connections kept open.
 
     Each line runs on every selected host with live, prefixed output; ':select' changes
     the selection without leaving, ':put'/':get' move files, ':menu' shows the numbered
     menu. Ctrl-C cancels the running command everywhere and returns to the prompt.
     History is kept across sessions (~/.local/state/hostbatch/shell_history, or
-    $HOSTBATCH_HISTORY).
+    $HOSTBATCH_HISTORY). Each command line and :put/:get is recorded in the run journal
+    ('hostbatch history'; --no-journal: not recorded).
 
     \b
     Examples:
       hostbatch shell -g web_clusters
       hostbatch shell -h 'db[01-04]' --timeout 60
+      hostbatch shell --rerun last:failed
     """
-    inventory, hosts = load_selection(selection)
+    inventory, hosts = load_selection(selection, journal)
     options = replace(engine, workers=1).run_options()  # connections stay in this process
     loop = LoopThread()
-    shell = Shell(inventory, Session(hosts, options), loop)
+    shell = Shell(inventory, Session(hosts, options), loop, journal)
     _load_history()
     click.echo(
         f"hostbatch shell: {len(hosts)} host(s). :help for commands, Ctrl-D to leave.", err=True

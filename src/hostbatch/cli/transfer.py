@@ -7,8 +7,16 @@ from typing import Literal
 import click
 
 from hostbatch.cli.common import handle_errors
+from hostbatch.cli.dryrun import dry_run_option, print_plan
 from hostbatch.cli.execute import execute_transfer
-from hostbatch.cli.options import EngineOptions, PersistOptions, SelectionOptions, TransferOptions
+from hostbatch.cli.options import (
+    ColorOptions,
+    EngineOptions,
+    JournalOptions,
+    PersistOptions,
+    SelectionOptions,
+    TransferOptions,
+)
 from hostbatch.errors import UsageError
 from hostbatch.models import Transfer
 
@@ -26,14 +34,20 @@ def _transfer(
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@JournalOptions.options
+@ColorOptions.options
+@dry_run_option
 @PersistOptions.options
 @click.argument("paths", nargs=-1, required=True, metavar="LOCAL... REMOTE")
 @handle_errors
 def put_command(
     paths: tuple[str, ...],
+    dry_run: bool,
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
+    journal: JournalOptions,
+    colors: ColorOptions,
     persist: PersistOptions,
 ) -> None:
     """Copy local files to every selected host.
@@ -47,24 +61,37 @@ def put_command(
       hostbatch put -g web_clusters app.tar.gz /tmp/
       hostbatch put -h 'web[01-05]' -r -p conf/ /etc/myapp/
       hostbatch put -g db_servers --verify dump.sql /srv/restore/dump.sql
+      hostbatch put --rerun last:failed app.tar.gz /tmp/
+      hostbatch put --hostfile hosts.txt --dry-run app.tar.gz /tmp/   (the plan only)
       hostbatch put -g web app.conf /etc/app/ --persist    (connections kept warm)
     """
     persist.seconds()  # first: a path taken as --persist's DURATION is the error to show
-    execute_transfer(selection, _transfer("put", paths, copy), engine, persist)
+    transfer = _transfer("put", paths, copy)
+    if dry_run:
+        print_plan(selection, transfer, engine, journal=journal)
+    execute_transfer(
+        selection, transfer, engine, journal, color=colors.use_color(), persist=persist
+    )
 
 
 @click.command("get")
 @SelectionOptions.options
 @EngineOptions.options
 @TransferOptions.options
+@JournalOptions.options
+@ColorOptions.options
+@dry_run_option
 @PersistOptions.options
 @click.argument("paths", nargs=-1, required=True, metavar="REMOTE... LOCALDIR")
 @handle_errors
 def get_command(
     paths: tuple[str, ...],
+    dry_run: bool,
     selection: SelectionOptions,
     engine: EngineOptions,
     copy: TransferOptions,
+    journal: JournalOptions,
+    colors: ColorOptions,
     persist: PersistOptions,
 ) -> None:
     """Copy remote files from every selected host into LOCALDIR/<host>/.
@@ -73,6 +100,13 @@ def get_command(
     Examples:
       hostbatch get -g web_clusters /var/log/nginx/error.log ./logs
       hostbatch get -h db01 -r /etc/postgresql ./configs
+      hostbatch get --rerun 41:transfer_failed /var/log/syslog ./logs
+      hostbatch get -g web_clusters --dry-run /etc/hosts ./hosts   (the plan only)
     """
     persist.seconds()  # first: a path taken as --persist's DURATION is the error to show
-    execute_transfer(selection, _transfer("get", paths, copy), engine, persist)
+    transfer = _transfer("get", paths, copy)
+    if dry_run:
+        print_plan(selection, transfer, engine, journal=journal)
+    execute_transfer(
+        selection, transfer, engine, journal, color=colors.use_color(), persist=persist
+    )

@@ -58,9 +58,9 @@ def _sudo(workflow: WorkflowOptions, prompt: Callable[[str], str]) -> Sudo | Non
         return None
     password = None
     if workflow.ask_become_pass:
-        password = Secret(prompt("sudo password: "))
+        password = Secret(prompt("sudo password: "), origin="--ask-become-pass")
     elif os.environ.get(BECOME_PASSWORD_ENV):
-        password = Secret(os.environ[BECOME_PASSWORD_ENV])
+        password = Secret(os.environ[BECOME_PASSWORD_ENV], origin=f"${BECOME_PASSWORD_ENV}")
     return Sudo(user=workflow.sudo_user, password=password)
 
 

@@ -8,13 +8,15 @@ result.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from hostbatch.engine.admission import Gate, drop_delay
 from hostbatch.engine.command import run_command
 from hostbatch.engine.plan import Plan
-from hostbatch.engine.pool import TransportPool
+from hostbatch.engine.pool import Shared, TransportPool
 from hostbatch.engine.transfer import (
     ProgressMeter,
     TransferStats,
@@ -26,11 +28,14 @@ from hostbatch.errors import (
     CommandTimeout,
     ConnectError,
     ConnectionLost,
+    ConnectionRefused,
     ConnectTimeout,
     DeviceCommandError,
     HostbatchError,
     HostKeyError,
     RemoteFileError,
+    StartupDropped,
+    TransportError,
     UsageError,
 )
 from hostbatch.logs import logger, redact
@@ -48,7 +53,7 @@ from hostbatch.models import (
     Stream,
     Transfer,
 )
-from hostbatch.transport.base import DeviceTransport, OutputSink, Transport
+from hostbatch.transport.base import DeviceTransport, OutputSink, SharesJumps, Transport
 from hostbatch.transport.registry import get_transport
 
 Emit = Callable[[Event], None]
@@ -89,22 +94,76 @@ def status_for(error: HostbatchError) -> Status:
     return Status.ERROR
 
 
-async def _connect(transport: Transport, plan: Plan, host: Host) -> None:
-    """Connect, retrying refused/unreachable hosts with exponential backoff."""
-    attempt = 0
+@dataclass
+class _Starts:
+    """One host's connection attempts: seconds spent starting (waits for admission not
+    included), starts the server dropped, other failures retried."""
+
+    spent: float = 0.0
+    drops: int = 0
+    retries: int = 0
+
+
+async def _attempt(transport: Transport, gate: Gate | None, starts: _Starts) -> None:
+    """One connection start, admitted by *gate*, which learns how it ended."""
+    ticket = await gate.enter() if gate is not None else None
+    began = time.monotonic()
+    try:
+        await transport.connect()
+    except StartupDropped:
+        if gate is not None and ticket is not None:
+            gate.dropped_by_server(ticket)
+        raise
+    except BaseException:
+        if gate is not None and ticket is not None:
+            gate.failed(ticket)
+        raise
+    finally:
+        starts.spent += time.monotonic() - began
+    if gate is not None and ticket is not None:
+        gate.succeeded(ticket)
+
+
+def _retry_delay(exc: TransportError, plan: Plan, starts: _Starts) -> float:
+    """How long to wait before the next start, or raise *exc* when there is none.
+
+    A start the server dropped before the handshake (MaxStartups) is retried while the
+    host's starts and waits fit in the connect timeout. A refusal, an auth or host-key
+    failure never; other connect failures and timeouts ``--retries`` times, with
+    exponential backoff and jitter."""
+    if isinstance(exc, StartupDropped):
+        starts.drops += 1
+        delay = drop_delay(starts.drops)
+        budget = plan.options.connect_timeout
+        if starts.spent + delay >= budget:
+            raise StartupDropped(
+                f"{exc.message}; {starts.drops} starts dropped by the server within the "
+                f"{budget:g}s connect timeout (sshd MaxStartups?)",
+                host=exc.host,
+            ) from None
+        starts.spent += delay
+        return delay
+    if isinstance(exc, ConnectionRefused) or starts.retries >= plan.limits.connect_retries:
+        raise exc
+    delay = plan.limits.retry_backoff * 2.0**starts.retries * random.uniform(0.5, 1.0)
+    starts.retries += 1
+    return delay
+
+
+async def _connect(transport: Transport, plan: Plan, host: Host, gate: Gate | None) -> None:
+    """Connect, through admission; retried as :func:`_retry_delay` says."""
+    starts = _Starts()
     where = f"{host.hostname}:{host.port} ({plan.transport_for(host)})"
     while True:
         logger.debug("%s: connecting to %s", host.name, where)
         try:
-            await transport.connect()
-        except ConnectError as exc:
-            if attempt >= plan.limits.connect_retries:
-                raise
-            delay = plan.limits.retry_backoff * 2**attempt
-            attempt += 1
+            await _attempt(transport, gate, starts)
+        except (ConnectError, ConnectTimeout) as exc:
+            delay = _retry_delay(exc, plan, starts)
             logger.debug(
-                "%s: %s; retry %d of %d in %.2gs",
-                *(host.name, exc.message, attempt, plan.limits.connect_retries, delay),
+                "%s: %s; retry (%d dropped, %d of %d retries) in %.2gs",
+                *(host.name, exc.message, starts.drops, starts.retries),
+                *(plan.limits.connect_retries, delay),
             )
             await asyncio.sleep(delay)
             continue
@@ -216,16 +275,26 @@ async def _command_set(
     return outcome
 
 
-async def _open(plan: Plan, host: Host, pool: TransportPool | None) -> Transport:
-    """A connected transport: a new one, or the *pool*'s open one for *host*."""
+async def _open(
+    plan: Plan, host: Host, pool: TransportPool | None, shared: Shared | None
+) -> Transport:
+    """A connected transport: a new one, or the *pool*'s open one for *host*. Its start is
+    admitted by *shared*'s gate for its destination; jump hosts are reached over
+    *shared* connections where the transport can (asyncssh)."""
     factory = get_transport(plan.transport_for(host))
+    gate = shared.admission.gate(host) if shared is not None else None
+
+    def make(target: Host) -> Transport:
+        transport = factory(target, plan.options)
+        if shared is not None and isinstance(transport, SharesJumps):
+            transport.share_jumps(shared.jumps)
+        return transport
+
     if pool is not None:
-        return await pool.acquire(
-            host, lambda h: factory(h, plan.options), lambda t: _connect(t, plan, host)
-        )
-    transport = factory(host, plan.options)
+        return await pool.acquire(host, make, lambda t: _connect(t, plan, host, gate))
+    transport = make(host)
     try:
-        await _connect(transport, plan, host)
+        await _connect(transport, plan, host, gate)
     except BaseException:
         await transport.close()
         raise
@@ -233,12 +302,17 @@ async def _open(plan: Plan, host: Host, pool: TransportPool | None) -> Transport
 
 
 async def run_host(
-    plan: Plan, host: Host, emit: Emit, pool: TransportPool | None = None
+    plan: Plan,
+    host: Host,
+    emit: Emit,
+    pool: TransportPool | None = None,
+    shared: Shared | None = None,
 ) -> HostResult:
     """Run the plan's operation on *host*; every failure becomes part of the result.
 
     With a *pool*, the host's open connection is reused (and kept open afterwards);
     a connection that failed is dropped from the pool so the next use reconnects.
+    *shared* is what the run's hosts share (jump-host connections); None: nothing.
     """
     started = time.time()
     emit(Started(host.name, started))
@@ -256,7 +330,7 @@ async def run_host(
     transport: Transport | None = None
     keep = True  # a pooled connection stays open unless it failed (cancelled: still fine)
     try:
-        transport = await _open(plan, host, pool)
+        transport = await _open(plan, host, pool, shared)
         outcome = await _operate(plan, host, transport, output, emit, outputs=outputs)
     except HostbatchError as exc:
         outcome.status, outcome.error = status_for(exc), exc.message

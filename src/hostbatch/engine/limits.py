@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from hostbatch.errors import UsageError
 from hostbatch.transport import base
+from hostbatch.transport.jump import DEFAULT_CHANNEL_BUDGET
 
 # The connect timeout is ConnectOptions.connect_timeout (the transports read it); its
 # default is repeated here for the CLI's option default.
@@ -58,6 +59,8 @@ class Limits:
     connect_retries: int = 0
     retry_backoff: float = 0.5
     workers: int | None = None  # None: chosen from the host count and cores
+    # hosts (direct-tcpip channels) per shared connection to a jump host (transport/jump.py)
+    jump_channels: int = DEFAULT_CHANNEL_BUDGET
     # Rolling runs (engine/rollout.py): hosts in successive batches, each finished before
     # the next starts; no new host started once max_fail hosts failed; the first canary
     # hosts alone first, the rest only if all of them are ok. Counts: see HostCount.
@@ -82,6 +85,8 @@ class Limits:
             raise UsageError(f"command timeout must be positive (got {self.command_timeout})")
         if self.output_limit < 0 or self.connect_retries < 0:
             raise UsageError("output limit and retries cannot be negative")
+        if self.jump_channels < 1:
+            raise UsageError(f"jump channels must be at least 1 (got {self.jump_channels})")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"workers must be at least 1 (got {self.workers})")
 

@@ -1,15 +1,30 @@
-"""Connections kept open across operations (the interactive shell): one per host."""
+"""Connections kept open across operations (the interactive shell): one per host; and
+what the hosts of one run share (:class:`Shared`)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from hostbatch.engine.admission import Admission
 from hostbatch.models import Host
 from hostbatch.transport.base import Transport
+from hostbatch.transport.jump import DEFAULT_CHANNEL_BUDGET, JumpHub
 
 Connector = Callable[[Transport], Awaitable[None]]
 Factory = Callable[[Host], Transport]
+
+
+class Shared:
+    """What the hosts of one run (or of one Session, across its operations) share in one
+    process: connections to jump hosts, and the admission of connection starts."""
+
+    def __init__(self, jump_channels: int = DEFAULT_CHANNEL_BUDGET) -> None:
+        self.jumps = JumpHub(jump_channels)
+        self.admission = Admission()
+
+    async def close(self) -> None:
+        await self.jumps.close()
 
 
 class TransportPool:
@@ -21,6 +36,7 @@ class TransportPool:
         self.opened = 0
         self.reconnected: set[str] = set()
         self._ever: set[str] = set()
+        self.shared = Shared()  # jump hosts stay connected while their hosts are
 
     def is_open(self, name: str) -> bool:
         return name in self._open
@@ -52,3 +68,4 @@ class TransportPool:
     async def close_all(self) -> None:
         transports, self._open = list(self._open.values()), {}
         await asyncio.gather(*(t.close() for t in transports))
+        await self.shared.close()

@@ -8,6 +8,8 @@ Semantics (like scp):
 * get: every host's files land under ``LOCALDIR/<host>/<base name>``; remote names and
   host names can never place a file outside LOCALDIR.
 * Every file is written under a temporary name and renamed when complete (transport).
+  A process killed outright leaves its temporary; a later put into that directory
+  removes temporaries of ours untouched for an hour (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import re
 import shlex
 import stat
 import time
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostbatch.errors import RemoteFileError, UsageError
+from hostbatch.logs import logger
 from hostbatch.models import Transfer
 from hostbatch.transport.base import RemoteStat, Transport
 
@@ -126,6 +130,7 @@ async def put_to_host(
     if (destination.endswith("/") or len(sources) > 1) and not into_dir:
         reason = "is not a directory" if target is not None else "no such directory"
         raise RemoteFileError(f"{destination}: {reason}")
+    written: dict[str, None] = {}  # directories that received a file, in order
     for items in sources:
         root = items[0]
         base = posixpath.join(destination, root.path.name) if into_dir else destination
@@ -135,12 +140,46 @@ async def put_to_host(
                 await transport.mkdir(remote)
                 continue
             await put_file(transport, item, remote, meter, preserve=transfer.preserve)
+            written[posixpath.dirname(remote) or "."] = None
             if transfer.verify:
                 await verify(transport, remote, item.path, _time_left(deadline))
             meter.file_done(item.size)
             stats.files += 1
             stats.bytes += item.size
+    for directory in written:
+        await remove_stale_temporaries(transport, directory)
     return stats
+
+
+async def remove_stale_temporaries(transport: Transport, directory: str) -> int:
+    """Delete our temporaries (``NAME.hostbatch-XXXXXXXX.tmp``) that a killed put left in
+    *directory*: those not modified for STALE_SECONDS by the host's own clock (the
+    directory's mtime, fresh from the file this put just renamed into it, is "now"; a
+    put still running elsewhere keeps its temporary's mtime fresh). Best effort: a file
+    that cannot be removed stays, and the host's result does not change."""
+    removed = 0
+    with contextlib.suppress(RemoteFileError):
+        here = await transport.stat(directory)
+        if here is None or not here.is_dir:
+            return 0
+        for name, info in await transport.listdir(directory):
+            if (
+                _TEMPORARY.search(name)
+                and not info.is_dir
+                and info.mtime < here.mtime - STALE_SECONDS
+            ):
+                with contextlib.suppress(RemoteFileError):
+                    await transport.remove(posixpath.join(directory, name))
+                    removed += 1
+    if removed:
+        logger.info(
+            "removed %d stale temporary file(s) of killed transfers in %s", removed, directory
+        )
+    return removed
+
+
+STALE_SECONDS = 3600.0  # a temporary untouched this long is a killed transfer's
+_TEMPORARY = re.compile(r"\.hostbatch-[0-9a-f]{8}\.tmp\Z")
 
 
 def _temporary_suffix() -> str:
@@ -194,11 +233,21 @@ def safe_name(name: str) -> str:
     return name
 
 
+_ESCAPED = {"%": "%25", "/": "%2F", "\\": "%5C", "\0": "%00"}
+NAME_MAX = 255  # bytes in one path component on Linux and macOS
+
+
 def host_directory(local_dir: Path, host_name: str) -> Path:
-    """``LOCALDIR/<host>``, with the host name made a safe single component."""
-    cleaned = host_name.replace("/", "_").replace("\\", "_").replace("\0", "_")
-    if cleaned in ("", ".", ".."):
-        cleaned = f"_{cleaned}"
+    """``LOCALDIR/<host>``, the host name made one safe component, injectively: ``%``,
+    ``/``, ``\\`` and NUL are percent-encoded and so is a leading dot, so ``a/b`` and
+    ``a_b`` never share a directory (nor ``..`` and ``%2E.``). An empty name is ``%``."""
+    cleaned = "".join(_ESCAPED.get(char, char) for char in host_name)
+    if cleaned.startswith("."):
+        cleaned = "%2E" + cleaned[1:]
+    cleaned = cleaned or "%"
+    if len(cleaned.encode()) > NAME_MAX:  # too long for one component: keep it unique
+        digest = hashlib.sha256(host_name.encode()).hexdigest()[:16]
+        cleaned = cleaned.encode()[: NAME_MAX - 18].decode(errors="ignore") + f"%~{digest}"
     path = local_dir / cleaned
     if path.resolve().parent != local_dir.resolve():
         raise RemoteFileError(f"host name {host_name!r} would write outside {local_dir}")

@@ -112,9 +112,9 @@ def _secret(values: Layer, key: str, host: str, environ: Environ) -> Secret | No
         located = values[env_key]
         if located.value not in environ:
             raise _fail(located, f"{env_key} names ${located.value}, which is not set", host)
-        return Secret(environ[located.value])
+        return Secret(environ[located.value], origin=f"{env_key} {located.value}")
     if key in values:
-        return Secret(values[key].value)
+        return Secret(values[key].value, origin=f"inventory {values[key].where}")
     return None
 
 
@@ -189,8 +189,11 @@ def resolve(
 
 def parse_jump(spec: str) -> tuple[str | None, str, int]:
     """``[user@]host[:port]`` (the first hop of a ProxyJump list) -> (user, host, port)."""
-    first = spec.split(",", maxsplit=1)[0].strip()
-    user, _, rest = first.rpartition("@")
+    return parse_jumps(spec)[0]
+
+
+def _parse_hop(hop: str) -> tuple[str | None, str, int]:
+    user, _, rest = hop.strip().rpartition("@")
     host, port = rest, 22
     if rest.startswith("[") and "]" in rest:  # [::1]:2222
         host, _, tail = rest[1:].partition("]")
@@ -201,21 +204,36 @@ def parse_jump(spec: str) -> tuple[str | None, str, int]:
     return (user or None), host, port
 
 
+def parse_jumps(spec: str) -> list[tuple[str | None, str, int]]:
+    """OpenSSH's ``ProxyJump a,b``: every hop, the first one (connected to directly) first."""
+    return [_parse_hop(hop) for hop in spec.split(",") if hop.strip()] or [_parse_hop(spec)]
+
+
+def _hop(host: Host, spec: tuple[str | None, str, int], by_name: dict[str, Host]) -> Host:
+    """One hop: an inventory host by name, else built from the spec with the target's
+    credentials (as ssh -J does with your default identity)."""
+    user, address, port = spec
+    jump = by_name.get(address)
+    if jump is None or jump.name == host.name:
+        creds = replace(host.credentials, username=user or host.credentials.username)
+        return Host(name=address, hostname=address, port=port, credentials=creds)
+    if user:
+        jump = replace(jump, credentials=replace(jump.credentials, username=user))
+    return replace(jump, proxy_jump=None, jump=None)
+
+
 def resolve_jumps(hosts: list[Host]) -> list[Host]:
-    """Attach each host's jump host: an inventory host by name, else built from the spec
-    with the target's credentials (as ssh -J does with your default identity)."""
+    """Attach each host's jump hosts. ``ProxyJump a,b`` gives ``host.jump`` = b, whose
+    ``jump`` is a (the hop connected to directly): each hop tunnels through the one before
+    it, as OpenSSH does. A hop's own proxy_jump is not followed."""
     by_name = {h.name: h for h in hosts}
     resolved: list[Host] = []
     for host in hosts:
         if not host.proxy_jump or host.proxy_jump.lower() == "none":
             resolved.append(host)
             continue
-        user, address, port = parse_jump(host.proxy_jump)
-        jump = by_name.get(address)
-        if jump is None or jump.name == host.name:
-            creds = replace(host.credentials, username=user or host.credentials.username)
-            jump = Host(name=address, hostname=address, port=port, credentials=creds)
-        elif user:
-            jump = replace(jump, credentials=replace(jump.credentials, username=user))
-        resolved.append(replace(host, jump=replace(jump, proxy_jump=None, jump=None)))
+        previous: Host | None = None
+        for spec in parse_jumps(host.proxy_jump):
+            previous = replace(_hop(host, spec, by_name), jump=previous)
+        resolved.append(replace(host, jump=previous))
     return resolved

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hostbatch.errors import UsageError
 from hostbatch.inventory.patterns import fold_text, natural_sorted
-from hostbatch.models import HostResult, Status
+from hostbatch.models import Event, HostResult, Status, Throttled
 
 
 def by_status(results: Mapping[str, HostResult]) -> dict[Status, list[str]]:
@@ -33,6 +33,34 @@ def summary_lines(results: Mapping[str, HostResult], elapsed: float) -> list[str
     if truncated:
         lines.append(f"  output truncated  {fold_text(truncated)} (only the tail was kept)")
     return lines
+
+
+class ThrottleNotes:
+    """A sink in front of *sink* that keeps the engine's Throttled events for the summary
+    (every event is passed on)."""
+
+    def __init__(self, sink: Callable[[Event], None]) -> None:
+        self.sink = sink
+        self.events: list[Throttled] = []
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Throttled):
+            self.events.append(event)
+        self.sink(event)
+
+    def lines(self) -> list[str]:
+        """``throttled by server at ADDR: start concurrency settled at N (M starts
+        dropped and retried)``, one per address; workers' figures are added up."""
+        totals: dict[str, list[int]] = {}
+        for event in self.events:
+            settled, dropped = totals.setdefault(event.address, [0, 0])
+            totals[event.address] = [settled + event.settled, dropped + event.dropped]
+        return [
+            f"throttled by server at {address}: start concurrency settled at {settled} "
+            f"({dropped} starts dropped and retried; raise sshd's MaxStartups to start "
+            "more at once)"
+            for address, (settled, dropped) in totals.items()
+        ]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ it happens then a summary (``--events``).
 * ``progress``: ``host``, ``done``, ``total`` (bytes, transfers)
 * ``finished``: the ``--json`` host object (``host``, ``status``, ``exit_status``,
   ``stdout``, ``stderr``, ``error``, ``started``, ``ended``, ``elapsed``, ``truncated``...)
+* ``throttled``: ``address``, ``settled``, ``dropped`` (the server dropped connection
+  starts, MaxStartups; they were retried: see :class:`hostbatch.models.Throttled`)
 * ``summary`` (last line): ``hosts``, ``counts`` (every status, zeros included),
   ``host_ranges`` (folded names per status present), ``elapsed``, ``exit_code``,
   ``run_id`` (the journal's run id, null without a journal)
@@ -24,7 +26,16 @@ from dataclasses import asdict
 from typing import Any
 
 from hostbatch.inventory.patterns import fold_text
-from hostbatch.models import Event, Finished, HostResult, OutputChunk, Progress, Started, Status
+from hostbatch.models import (
+    Event,
+    Finished,
+    HostResult,
+    OutputChunk,
+    Progress,
+    Started,
+    Status,
+    Throttled,
+)
 
 EVENTS_VERSION = 1
 
@@ -75,6 +86,11 @@ def event_record(event: Event) -> dict[str, Any]:
         return {**head, "event": "progress", "host": event.host} | {
             "done": event.done,
             "total": event.total,
+        }
+    if isinstance(event, Throttled):
+        return {**head, "event": "throttled", "address": event.address} | {
+            "settled": event.settled,
+            "dropped": event.dropped,
         }
     assert isinstance(event, Finished)
     return {**head, "event": "finished", **result_record(event.result)}

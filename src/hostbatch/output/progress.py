@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from hostbatch.models import Event, Finished, Host, Progress, Started, Status
+from hostbatch.output.color import GREEN, RED, paint
 
 REDRAW_SECONDS = 0.2
 
@@ -20,7 +21,7 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} TiB"  # pragma: no cover - loop always returns
 
 
-def terminal_progress(hosts: Sequence[Host]) -> TransferProgress:
+def terminal_progress(hosts: Sequence[Host], *, color: bool = False) -> TransferProgress:
     """Progress for *hosts* on stdout/stderr; the status line only when stderr is a tty."""
     return TransferProgress(
         sys.stdout,
@@ -28,6 +29,7 @@ def terminal_progress(hosts: Sequence[Host]) -> TransferProgress:
         hosts=len(hosts),
         width=max(len(h.name) for h in hosts),
         live=sys.stderr.isatty(),
+        color=color,
     )
 
 
@@ -35,7 +37,10 @@ class TransferProgress:
     """A sink for put/get events. On a terminal it redraws one line on *err*:
     hosts done, bytes, rate; every host's completion is printed as a line on *out*."""
 
-    def __init__(self, out: TextIO, err: TextIO, *, hosts: int, width: int, live: bool) -> None:
+    def __init__(
+        self, out: TextIO, err: TextIO, *, hosts: int, width: int, live: bool, color: bool = False
+    ) -> None:
+        self.color = color
         self.out = out
         self.err = err
         self.hosts = hosts
@@ -87,11 +92,13 @@ class TransferProgress:
         name = result.host.ljust(self.width)
         if result.status is Status.OK:
             rate = result.bytes_transferred / max(result.elapsed, 1e-6)
+            mark = paint("✓", GREEN, self.color)
             self.out.write(
-                f"{name} ✓ {result.files} file(s), {human_bytes(result.bytes_transferred)} "
+                f"{name} {mark} {result.files} file(s), {human_bytes(result.bytes_transferred)} "
                 f"in {result.elapsed:.2f}s ({human_bytes(rate)}/s)\n"
             )
             self.out.flush()
         else:
-            self.err.write(f"{name} ✗ {result.status.value}: {result.error}\n")
+            mark = paint("✗", RED, self.color)
+            self.err.write(f"{name} {mark} {result.status.value}: {result.error}\n")
             self.err.flush()

@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import posixpath
 import signal
 import stat
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncssh
 
@@ -21,9 +24,11 @@ from hostbatch.errors import (
     CommandTimeout,
     ConnectError,
     ConnectionLost,
+    ConnectionRefused,
     ConnectTimeout,
     HostKeyError,
     RemoteFileError,
+    StartupDropped,
     TransportError,
 )
 from hostbatch.models import Host
@@ -35,18 +40,42 @@ from hostbatch.transport.base import (
     RemoteStat,
     StdinSource,
 )
+from hostbatch.transport.jump import JumpHub, Lease, hop_key
 
 READ_SIZE = 65536
-# SFTP requests in flight per file: 8 x asyncssh's ~255 KiB blocks = 2 MiB, sshd's channel
-# window. More only queues in asyncssh's buffers (bench/transfer.py: 100 MiB to 20 hosts,
-# 16 in flight 12.4 s and 222 MB RSS; 8 in flight 10.8 s and 116 MB).
-SFTP_REQUESTS = 8
+# Bytes in flight per file: 2 MiB, sshd's channel window, as 8 requests of ~255 KiB (what
+# OpenSSH advertises). More only queues in asyncssh's buffers (bench/transfer.py: 100 MiB
+# to 20 hosts, 16 in flight 12.4 s and 222 MB RSS; 8 in flight 10.8 s and 116 MB). A server
+# advertising larger requests (asyncssh's own: 4 MiB) still gets at most BLOCK_SIZE each:
+# asyncssh's put used 8 x 4 MiB per host, 544 MB peak RSS for 200 MB to 5 hosts.
+BLOCK_SIZE = 256 * 1024
+IN_FLIGHT_PER_FILE = 2 * 1024 * 1024
+MAX_REQUESTS_PER_FILE = 128  # servers advertising small blocks (16 KiB when none)
+# Requests in flight across every transfer of a process: at most 64 MiB.
+TOTAL_REQUESTS = 256
+_closing: set[asyncio.Future[None]] = set()  # remote files closed in the background
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 # AES-GCM first: with AES-NI it costs a fraction of asyncssh's chacha20-poly1305, which
 # builds three cipher contexts per packet (bench/fanout.py profile: 28% of client CPU).
 # The rest of asyncssh's default list follows, so any server still negotiates.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 CLOSE_TIMEOUT = 2.0
-_key_cache: dict[tuple[str, str | None], asyncssh.SSHKey] = {}
+# A close or reset before the key exchange ended: sshd's MaxStartups drops connections
+# right after accept (asyncssh reports EOF as ConnectionLost; a reset is an OSError).
+_DROPPED = (
+    asyncssh.ConnectionLost,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+    asyncio.IncompleteReadError,
+)
+_KeyId = tuple[str, str | None]
+_key_cache: dict[_KeyId, asyncssh.SSHKey] = {}
+_keys_loading: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[_KeyId, asyncio.Future[asyncssh.SSHKey]]
+] = weakref.WeakKeyDictionary()
 _known_cache: dict[tuple[str, float], asyncssh.SSHKnownHosts] = {}
 
 
@@ -61,29 +90,66 @@ def _cipher_preference() -> list[str]:
     return _ciphers
 
 
-def _load_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
-    """Read a private key once per process (many hosts share one key file)."""
-    cache_key = (path, passphrase)
-    if cache_key not in _key_cache:
-        try:
-            _key_cache[cache_key] = asyncssh.read_private_key(path, passphrase)
-        except (OSError, asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
-            reason = "wrong or missing passphrase" if "passphrase" in str(exc).lower() else exc
-            raise AuthenticationError(f"cannot load key file {path}: {reason}", host=host) from None
-    return _key_cache[cache_key]
+def _read_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
+    try:
+        return asyncssh.read_private_key(path, passphrase)
+    except (OSError, asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+        reason = "wrong or missing passphrase" if "passphrase" in str(exc).lower() else exc
+        raise AuthenticationError(f"cannot load key file {path}: {reason}", host=host) from None
+
+
+async def _load_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
+    """Read a private key once per process (many hosts share one key file), in a thread:
+    decrypting a passphrase-protected key takes seconds of bcrypt rounds, which on the
+    event loop stalled every other host's handshake past its connect timeout. Hosts that
+    need the key meanwhile wait for the same read."""
+    key_id = (path, passphrase)
+    if key_id in _key_cache:
+        return _key_cache[key_id]
+    loading = _keys_loading.setdefault(asyncio.get_running_loop(), {})
+    future = loading.get(key_id)
+    if future is None:
+        future = asyncio.ensure_future(asyncio.to_thread(_read_key, path, passphrase, host))
+        loading[key_id] = future
+        future.add_done_callback(lambda _: loading.pop(key_id, None))
+    try:
+        key = await asyncio.shield(future)
+    except AuthenticationError as exc:
+        raise AuthenticationError(exc.message, host=host) from None
+    _key_cache[key_id] = key
+    return key
 
 
 def _known_hosts(path: Path) -> asyncssh.SSHKnownHosts | bytes:
-    """known_hosts parsed once per process and file version."""
+    """known_hosts parsed once per process and file version, malformed lines skipped
+    (asyncssh.read_known_hosts refuses the whole file for one; OpenSSH skips it)."""
     try:
         mtime = path.stat().st_mtime
     except OSError:
         return b""  # no file: nothing is trusted, unknown keys go to the callback
     cache_key = (str(path), mtime)
     if cache_key not in _known_cache:
+        text = hostkeys.usable_text(path)
+        try:
+            known = asyncssh.import_known_hosts(text)
+        except ValueError:  # a line only asyncssh refuses: find it, skip it
+            known = asyncssh.import_known_hosts(_lines_asyncssh_reads(path, text))
         _known_cache.clear()
-        _known_cache[cache_key] = asyncssh.read_known_hosts(str(path))
+        _known_cache[cache_key] = known
     return _known_cache[cache_key]
+
+
+def _lines_asyncssh_reads(path: Path, text: str) -> str:
+    """*text* with every line that asyncssh refuses blanked, each reported once."""
+    kept = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            asyncssh.import_known_hosts(line)
+            kept.append(line)
+        except ValueError as exc:
+            hostkeys.warn_malformed(path, number, str(exc).split(":", 1)[0])
+            kept.append("")
+    return "\n".join(kept)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -137,6 +203,133 @@ def _remote_stat(attrs: asyncssh.SFTPAttrs) -> RemoteStat:
     )
 
 
+def _is_regular(attrs: asyncssh.SFTPAttrs) -> bool:
+    if attrs.permissions is not None and stat.S_IFMT(attrs.permissions):
+        return stat.S_ISREG(attrs.permissions)
+    return attrs.type == asyncssh.FILEXFER_TYPE_REGULAR
+
+
+def _budget() -> asyncio.Semaphore:
+    """The running loop's TOTAL_REQUESTS slots (a semaphore belongs to one loop)."""
+    loop = asyncio.get_running_loop()
+    budget = _budgets.get(loop)
+    if budget is None:
+        budget = _budgets[loop] = asyncio.Semaphore(TOTAL_REQUESTS)
+    return budget
+
+
+async def _pipelined(
+    size: int, block: int, step: Callable[[int, int], Awaitable[None]], progress: ProgressSink
+) -> None:
+    """``step(offset, length)`` over ``[0, size)`` in *block* pieces, several at once: at
+    most IN_FLIGHT_PER_FILE bytes of this file and TOTAL_REQUESTS requests of the process.
+    Cancelling it (a deadline, Ctrl-C) cancels every request it started."""
+    budget, limit = _budget(), max(1, min(MAX_REQUESTS_PER_FILE, IN_FLIGHT_PER_FILE // block))
+    pending: set[asyncio.Task[int]] = set()
+    offset = done = 0
+
+    async def piece(at: int, length: int) -> int:
+        await step(at, length)
+        return length
+
+    try:
+        while offset < size or pending:
+            while offset < size and len(pending) < limit:
+                await budget.acquire()
+                length = min(block, size - offset)
+                task = asyncio.ensure_future(piece(offset, length))
+                task.add_done_callback(lambda _task: budget.release())  # also if cancelled
+                pending.add(task)
+                offset += length
+            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            errors = [error for task in finished if (error := task.exception()) is not None]
+            if errors:
+                raise errors[0]
+            done += sum(task.result() for task in finished)
+            progress(done, size)
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def _remote_file(
+    sftp: asyncssh.SFTPClient, path: str, mode: str
+) -> AsyncIterator[asyncssh.SFTPClientFile]:
+    """An open remote file, closed on the way out; after a failure or a cancellation
+    the close is not awaited (a server gone silent would hold the cancellation up)."""
+    handle = await sftp.open(path, mode, block_size=0)
+    try:
+        yield handle
+    except BaseException:
+        closing = asyncio.ensure_future(_close_quietly(handle))
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+        raise
+    await handle.close()
+
+
+async def _close_quietly(handle: asyncssh.SFTPClientFile) -> None:
+    with contextlib.suppress(Exception):  # failed or timed out: no news after a failure
+        await asyncio.wait_for(handle.close(), CLOSE_TIMEOUT)
+
+
+async def _upload(
+    sftp: asyncssh.SFTPClient, local: Path, remote: str, progress: ProgressSink, *, preserve: bool
+) -> None:
+    block = min(BLOCK_SIZE, sftp.limits.max_write_len or BLOCK_SIZE)
+    with local.open("rb") as source:
+        info = os.fstat(source.fileno())
+        async with _remote_file(sftp, remote, "wb") as target:
+
+            async def step(offset: int, length: int) -> None:
+                await target.write(os.pread(source.fileno(), length, offset), offset)
+
+            await _pipelined(info.st_size, block, step, progress)
+    if preserve:
+        attrs = asyncssh.SFTPAttrs(
+            permissions=stat.S_IMODE(info.st_mode),
+            atime=int(info.st_atime),
+            mtime=int(info.st_mtime),
+        )
+        await sftp.setstat(remote, attrs)
+
+
+async def _download(
+    sftp: asyncssh.SFTPClient,
+    remote: str,
+    attrs: asyncssh.SFTPAttrs,
+    local: Path,
+    progress: ProgressSink,
+    *,
+    preserve: bool,
+) -> None:
+    """Read the *attrs.size* bytes the file had when stat'ed (a file growing meanwhile
+    is cut there; one shrinking comes out short, and the engine's size check says so)."""
+    block = min(BLOCK_SIZE, sftp.limits.max_read_len or BLOCK_SIZE)
+    fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        async with _remote_file(sftp, remote, "rb") as source:
+
+            async def step(offset: int, length: int) -> None:
+                while length > 0:  # a server may return less than asked: ask again
+                    data = cast(bytes, await source.read(length, offset))
+                    if not data:
+                        return  # the file shrank: the size check reports it
+                    os.pwrite(fd, data, offset)
+                    offset, length = offset + len(data), length - len(data)
+
+            await _pipelined(attrs.size or 0, block, step, progress)
+    finally:
+        os.close(fd)
+    if preserve:
+        if attrs.permissions is not None:
+            os.chmod(local, stat.S_IMODE(attrs.permissions))
+        if attrs.mtime is not None:
+            os.utime(local, (attrs.atime or attrs.mtime, attrs.mtime))
+
+
 class _Client(asyncssh.SSHClient):
     """Decides about host keys that known_hosts does not already trust."""
 
@@ -144,6 +337,10 @@ class _Client(asyncssh.SSHClient):
         self.host = host
         self.options = options
         self.verdict: str | None = None  # "unknown" | "changed"
+        self.key_exchanged = False  # auth began: the banner and key exchange are done
+
+    def begin_auth(self, username: str) -> None:
+        self.key_exchanged = True
 
     def validate_host_public_key(
         self, host: str, addr: str, port: int, key: asyncssh.SSHKey
@@ -170,7 +367,17 @@ class AsyncsshTransport:
         self.options = options
         self._conn: asyncssh.SSHClientConnection | None = None
         self._jump: AsyncsshTransport | None = None
+        self._hub: JumpHub | None = None
+        self._lease: Lease[AsyncsshTransport] | None = None
         self._sftp_client: asyncssh.SFTPClient | None = None
+        self._key: asyncssh.SSHKey | None = None  # the host's key file, loaded by connect()
+
+    def share_jumps(self, hub: JumpHub) -> None:
+        """Reach this host's jump hosts over *hub*'s shared connections."""
+        self._hub = hub
+
+    def alive(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
 
     def _connect_kwargs(self) -> dict[str, Any]:
         creds = self.host.credentials
@@ -193,8 +400,7 @@ class AsyncsshTransport:
         if creds.password is not None:
             kwargs["password"] = creds.password.reveal()
         if creds.key_file is not None:
-            passphrase = creds.passphrase.reveal() if creds.passphrase else None
-            kwargs["client_keys"] = [_load_key(creds.key_file, passphrase, self.host.name)]
+            kwargs["client_keys"] = [self._key]
         elif creds.password is not None:
             kwargs["client_keys"] = None  # password only: no default keys, no agent
             kwargs["agent_path"] = None
@@ -204,16 +410,14 @@ class AsyncsshTransport:
 
     async def connect(self) -> None:
         client = _Client(self.host, self.options)
+        creds = self.host.credentials
+        if creds.key_file is not None:
+            passphrase = creds.passphrase.reveal() if creds.passphrase else None
+            self._key = await _load_key(creds.key_file, passphrase, self.host.name)
         kwargs = self._connect_kwargs()
+        await self._leave_jump()  # a retry starts afresh
         if self.host.jump is not None:
-            self._jump = AsyncsshTransport(self.host.jump, self.options)
-            try:
-                await self._jump.connect()
-            except TransportError as exc:
-                raise type(exc)(
-                    f"via jump host {self.host.jump.name}: {exc.message}", host=self.host.name
-                ) from None
-            kwargs["tunnel"] = self._jump.conn
+            kwargs["tunnel"] = await self._tunnel(self.host.jump)
         try:
             self._conn = await asyncio.wait_for(
                 asyncssh.connect(self.host.hostname, client_factory=lambda: client, **kwargs),
@@ -230,6 +434,39 @@ class AsyncsshTransport:
         except Exception as exc:
             raise self._translate(exc, client) from None
 
+    async def _tunnel(self, jump: Host) -> asyncssh.SSHClientConnection:
+        """The connection to tunnel through: shared over the hub, else this host's own."""
+        try:
+            if self._hub is None:
+                self._jump = AsyncsshTransport(jump, self.options)
+                await self._jump.connect()
+                return self._jump.conn
+            self._lease = await self._hub.lease(
+                hop_key(jump), jump.name, functools.partial(self._open_jump, jump, self._hub)
+            )
+            return self._lease.connection.conn
+        except TransportError as exc:
+            raise type(exc)(
+                f"via jump host {jump.name}: {exc.message}", host=self.host.name
+            ) from None
+
+    async def _open_jump(self, jump: Host, hub: JumpHub) -> AsyncsshTransport:
+        """A connection to *jump* for the hub to share (its own jumps shared as well)."""
+        transport = AsyncsshTransport(jump, self.options)
+        transport.share_jumps(hub)
+        try:
+            await transport.connect()
+        except BaseException:
+            await transport.close()
+            raise
+        return transport
+
+    def _jump_note(self) -> str:
+        """Why a connection through a shared jump host was lost, when the jump was."""
+        if self._lease is not None and not self._lease.connection.alive():
+            return f" (the connection to jump host {self._lease.connection.host.name} was lost)"
+        return ""
+
     def _translate(self, exc: BaseException, client: _Client) -> TransportError:
         name, where = self.host.name, f"{self.host.hostname}:{self.host.port}"
         path = self.options.known_hosts_path
@@ -241,7 +478,11 @@ class AsyncsshTransport:
             kind = self.host.credentials.auth_kind
             return AuthenticationError(f"authentication failed (offered: {kind})", host=name)
         if isinstance(exc, ConnectionRefusedError):
-            return ConnectError(f"connection refused ({where})", host=name)
+            return ConnectionRefused(f"connection refused ({where})", host=name)
+        if not client.key_exchanged and isinstance(exc, _DROPPED):
+            return StartupDropped(
+                f"connection closed by the server before the SSH handshake ({where})", host=name
+            )
         if isinstance(exc, asyncssh.DisconnectError | asyncssh.ConnectionLost):
             return ConnectError(f"connection closed during login: {exc.reason}", host=name)
         if isinstance(exc, OSError):
@@ -250,10 +491,6 @@ class AsyncsshTransport:
 
     def _key_target(self) -> tuple[str, int]:
         return self.host.hostname, self.host.port
-
-    def is_alive(self) -> bool:
-        """False once the connection was closed, by us or by the server (agent pool)."""
-        return self._conn is not None and not self._conn.is_closed()
 
     @property
     def conn(self) -> asyncssh.SSHClientConnection:
@@ -288,7 +525,7 @@ class AsyncsshTransport:
             ) from None
         except (asyncssh.Error, OSError) as exc:
             raise ConnectionLost(
-                f"connection lost during command: {exc}", host=self.host.name
+                f"connection lost during command: {exc}{self._jump_note()}", host=self.host.name
             ) from None
         except asyncio.CancelledError:  # Ctrl-C in the shell: stop the remote command too
             await asyncio.shield(self._terminate(process))
@@ -375,13 +612,7 @@ class AsyncsshTransport:
     ) -> None:
         sftp = await self._sftp()
         try:
-            await sftp.put(
-                str(local),
-                remote,
-                preserve=preserve,
-                max_requests=SFTP_REQUESTS,
-                progress_handler=lambda _s, _d, done, total: progress(done, total),
-            )
+            await _upload(sftp, local, remote, progress, preserve=preserve)
         except (asyncssh.Error, OSError) as exc:
             error = self._file_error(f"put {remote}", exc)
             if isinstance(exc, asyncssh.SFTPFailure):
@@ -393,13 +624,10 @@ class AsyncsshTransport:
     ) -> None:
         sftp = await self._sftp()
         try:
-            await sftp.get(
-                remote,
-                str(local),
-                preserve=preserve,
-                max_requests=SFTP_REQUESTS,
-                progress_handler=lambda _s, _d, done, total: progress(done, total),
-            )
+            attrs = await sftp.stat(remote)
+            if not _is_regular(attrs):  # a device or FIFO may never end: refuse it
+                raise RemoteFileError(f"get {remote}: not a regular file", host=self.host.name)
+            await _download(sftp, remote, attrs, local, progress, preserve=preserve)
         except (asyncssh.Error, OSError) as exc:
             raise self._file_error(f"get {remote}", exc) from None
 
@@ -439,5 +667,12 @@ class AsyncsshTransport:
             with contextlib.suppress(Exception):
                 conn.close()
                 await asyncio.wait_for(conn.wait_closed(), CLOSE_TIMEOUT)
-        if self._jump is not None:
-            await self._jump.close()
+        await self._leave_jump()
+
+    async def _leave_jump(self) -> None:
+        jump, self._jump = self._jump, None
+        if jump is not None:
+            await jump.close()
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None

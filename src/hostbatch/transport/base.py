@@ -13,6 +13,7 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from hostbatch.errors import UsageError
 from hostbatch.models import CommandOutput, CommandSet, Host, Stream
+from hostbatch.transport.jump import JumpHub
 
 HostKeyPolicy = Literal["strict", "accept-new", "off"]
 OutputSink = Callable[[Stream, bytes], None]
@@ -125,6 +126,15 @@ class DeviceTransport(Protocol):
         ran before a timeout or a lost connection is kept. A command the device rejects
         gives a CommandOutput with ``error`` and the rest still run; a step that times out
         or loses the connection gets one with ``error`` too, then the error is raised."""
+
+
+@runtime_checkable
+class SharesJumps(Protocol):
+    """A transport that can reach jump hosts over a run's shared connections (asyncssh).
+    Others (paramiko, netmiko) open their own connection to the jump host per host."""
+
+    def share_jumps(self, hub: JumpHub) -> None:
+        """Use *hub* for this host's jump hosts; called before connect()."""
 
 
 class TransportFactory(Protocol):

@@ -2,7 +2,8 @@
 
 The libraries verify keys; this module only answers "does known_hosts name this host at
 all?" (to tell an unknown key from a changed one) and appends accepted keys safely from
-many processes at once.
+many processes at once. Malformed lines are skipped, as OpenSSH does: each is reported
+once (file:line) through the ``hostbatch`` logger and never fails a host.
 """
 
 from __future__ import annotations
@@ -17,18 +18,63 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hostbatch.logs import logger
+
+MARKERS = ("@cert-authority", "@revoked")
+
 
 def host_token(host: str, port: int) -> str:
     """How OpenSSH names a host in known_hosts: ``host`` on port 22, else ``[host]:port``."""
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def _hashed_match(pattern: str, token: str) -> bool:
+def malformed(line: str) -> str | None:
+    """Why a known_hosts *line* (not blank, not a comment) cannot be an entry; None if its
+    shape is fine. OpenSSH skips such lines; asyncssh would refuse the whole file. (A key
+    that does not decode is the transports' to skip: asyncssh ignores it silently.)"""
+    fields = line.split()
+    if fields[0].startswith("@"):
+        if fields[0] not in MARKERS:
+            return f"unknown marker {fields[0]}"
+        fields = fields[1:]
+    if len(fields) < 3:
+        return "expected host names, key type and key"
+    if fields[0].startswith("|") and _hash_parts(fields[0]) is None:
+        return "invalid hashed host name"
+    return None
+
+
+def _hash_parts(pattern: str) -> tuple[bytes, bytes] | None:
+    """(salt, digest) of a ``|1|salt|digest`` hashed name; None if it is not one."""
+    parts = pattern.split("|")
+    if len(parts) != 4 or parts[0] or parts[1] != "1":
+        return None
     try:
-        _, _, salt_b64, digest_b64 = pattern.split("|")
-        salt, digest = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
+        return base64.b64decode(parts[2], validate=True), base64.b64decode(parts[3], validate=True)
     except ValueError:
+        return None
+
+
+_warned: set[tuple[str, int]] = set()
+
+
+def warn_malformed(path: Path, number: int, reason: str) -> None:
+    """Log once per file:line that a known_hosts line is skipped."""
+    with _index_lock:
+        if (str(path), number) in _warned:
+            return
+        _warned.add((str(path), number))
+    where = {"known_hosts": str(path), "known_hosts_line": number}  # for programs and tests
+    logger.warning(
+        "%s:%d: skipping malformed known_hosts line (%s)", path, number, reason, extra=where
+    )
+
+
+def _hashed_match(pattern: str, token: str) -> bool:
+    parts = _hash_parts(pattern)
+    if parts is None:
         return False
+    salt, digest = parts
     mac = hmac.new(salt, token.encode(), hashlib.sha1).digest()
     return hmac.compare_digest(mac, digest)
 
@@ -68,6 +114,8 @@ class _Index:
     plain: dict[str, list[str]] = field(default_factory=dict)
     other: list[str] = field(default_factory=list)
     markers: list[str] = field(default_factory=list)  # @cert-authority, @revoked
+    malformed: dict[int, str] = field(default_factory=dict)  # line number: why skipped
+    numbers: dict[str, int] = field(default_factory=dict)  # kept line: its first number
 
 
 _indexes: dict[tuple[str, int, int], _Index] = {}
@@ -76,10 +124,15 @@ _index_lock = threading.Lock()
 
 def _build_index(text: str) -> _Index:
     index = _Index()
-    for raw in text.splitlines():
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        reason = malformed(line)
+        if reason is not None:
+            index.malformed[number] = reason
+            continue
+        index.numbers.setdefault(line, number)
         if line.startswith("@"):  # markers are not plain keys
             index.markers.append(line)
             continue
@@ -108,7 +161,23 @@ def _index(path: Path) -> _Index:
                 return _Index()
             _indexes.clear()
             index = _indexes[cache_key] = _build_index(text)
+    for number, reason in index.malformed.items():
+        warn_malformed(path, number, reason)
     return index
+
+
+def usable_text(path: Path) -> str:
+    """known_hosts with its malformed lines blanked (so line numbers stay); "" when it
+    cannot be read. For libraries that refuse a whole file for one bad line."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    skipped = _index(path).malformed
+    if not skipped:
+        return text
+    lines = text.splitlines()
+    return "\n".join("" if n in skipped else line for n, line in enumerate(lines, 1)) + "\n"
 
 
 def key_lines(path: Path, host: str, port: int) -> list[str]:
@@ -117,6 +186,11 @@ def key_lines(path: Path, host: str, port: int) -> list[str]:
     every key in the file."""
     index, token = _index(path), host_token(host, port)
     return index.plain.get(token, []) + [line for line in index.other if _line_names(line, token)]
+
+
+def line_number(path: Path, line: str) -> int:
+    """The number of a line :func:`key_lines` returned (0 if the file changed since)."""
+    return _index(path).numbers.get(line, 0)
 
 
 def is_known(path: Path, host: str, port: int) -> bool:

@@ -21,10 +21,10 @@ import signal
 import stat
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 import paramiko
 from paramiko.common import cMSG_CHANNEL_REQUEST
@@ -54,6 +54,10 @@ POLL_INTERVAL = 0.25  # how often a reading thread checks whether it should give
 PARAMIKO_TIMER_SLACK = 2.0  # seconds past connect_timeout for paramiko's timers
 SEND_WAIT = 0.005  # stdin: how long a writing thread waits for channel window space
 MAX_THREADS = 512
+# A get reads this much per pipelined batch (64 of paramiko's 32 KiB requests): bytes in
+# flight per file stay bounded, and a cancelled get stops within one batch.
+GET_BATCH = 64 * 32768
+CANCEL_GRACE = 2.0  # seconds a cancelled transfer's thread gets to stop by itself
 _T = TypeVar("_T")
 
 _pool_lock = threading.Lock()
@@ -142,8 +146,10 @@ def trust_known_keys(client: paramiko.SSHClient, host: Host, options: ConnectOpt
     for line in hostkeys.key_lines(path, host.hostname, host.port):
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-        except paramiko.hostkeys.InvalidHostKey as exc:
-            raise HostKeyError(f"cannot read {path}: {exc}", host=host.name) from None
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError) as exc:
+            number = hostkeys.line_number(path, line)
+            hostkeys.warn_malformed(path, number, f"paramiko cannot read the key: {exc}")
+            continue  # skipped, as OpenSSH does
         if entry is not None and entry.key is not None:
             client.get_host_keys().add(token, entry.key.get_name(), entry.key)
 
@@ -408,7 +414,7 @@ class ParamikoTransport:
             return ConnectError(f"cannot connect to {where}: {exc.strerror or exc}", host=name)
         return ConnectError(f"cannot connect to {where}: {type(exc).__name__}: {exc}", host=name)
 
-    def is_alive(self) -> bool:
+    def alive(self) -> bool:
         """False once the connection was closed, by us or by the server (agent pool)."""
         client = self._client
         transport = client.get_transport() if client is not None else None
@@ -526,11 +532,31 @@ class ParamikoTransport:
         sftp.close()  # another thread won the race
         return self._sftp_client
 
-    async def _file_op(self, action: str, func: Callable[..., _T], *args: Any) -> _T:
-        """Run one blocking SFTP operation in a thread, translating its errors."""
+    async def _file_op(
+        self,
+        action: str,
+        func: Callable[..., _T],
+        *args: Any,
+        stop: threading.Event | None = None,
+    ) -> _T:
+        """Run one blocking SFTP operation in a thread, translating its errors.
+
+        Cancelled (a deadline, Ctrl-C), it sets *stop* (a transfer's callback then ends
+        its copy at the next batch) and hands the SFTP session over to be closed once the
+        thread ends, or after CANCEL_GRACE seconds: a thread waiting on a silent server
+        then fails instead of waiting forever. The next operation starts a new session."""
+        future = _executor().submit(func, *args)
         try:
-            return await _in_thread(func, *args)
+            return await asyncio.wrap_future(future)
         except TransportError:
+            raise
+        except asyncio.CancelledError:
+            if stop is not None:
+                stop.set()
+            with self._lock:
+                sftp, self._sftp_client = self._sftp_client, None
+            if sftp is not None:
+                _executor().submit(_close_when_done, future, sftp)
             raise
         except Exception as exc:
             raise self._file_error(action, exc) from None
@@ -577,12 +603,17 @@ class ParamikoTransport:
     async def put(
         self, local: Path, remote: str, progress: ProgressSink, *, preserve: bool = False
     ) -> None:
-        callback = _progress_callback(asyncio.get_running_loop(), progress)
-        await self._file_op(f"put {remote}", self._put_blocking, local, remote, callback, preserve)
+        stop = threading.Event()
+        callback = _progress_callback(asyncio.get_running_loop(), progress, stop)
+        await self._file_op(
+            f"put {remote}", self._put_blocking, local, remote, callback, preserve, stop=stop
+        )
 
     def _put_blocking(
         self, local: Path, remote: str, callback: Callable[[int, int], None], preserve: bool
     ) -> None:
+        """paramiko's pipelined writes block once the channel window (2 MiB) is full:
+        memory stays bounded whatever the server advertises."""
         sftp = self._sftp()
         sftp.put(str(local), remote, callback=callback, confirm=True)
         if preserve:
@@ -593,20 +624,26 @@ class ParamikoTransport:
     async def get(
         self, remote: str, local: Path, progress: ProgressSink, *, preserve: bool = False
     ) -> None:
-        callback = _progress_callback(asyncio.get_running_loop(), progress)
-        await self._file_op(f"get {remote}", self._get_blocking, remote, local, callback, preserve)
+        stop = threading.Event()
+        callback = _progress_callback(asyncio.get_running_loop(), progress, stop)
+        await self._file_op(
+            f"get {remote}", self._get_blocking, remote, local, callback, preserve, stop=stop
+        )
 
     def _get_blocking(
         self, remote: str, local: Path, callback: Callable[[int, int], None], preserve: bool
     ) -> None:
         sftp = self._sftp()
+        attrs = sftp.stat(remote)
+        if not stat.S_ISREG(attrs.st_mode or 0):  # a device or FIFO may never end
+            raise RemoteFileError(f"get {remote}: not a regular file", host=self.host.name)
         try:
-            sftp.get(remote, str(local), callback=callback)
+            with sftp.open(remote, "rb") as source, local.open("wb") as target:
+                _copy_batches(source, target, attrs.st_size or 0, callback)
         except BaseException:
-            local.unlink(missing_ok=True)  # paramiko creates the file before it reads
+            local.unlink(missing_ok=True)
             raise
         if preserve:
-            attrs = sftp.stat(remote)
             if attrs.st_mode is not None:
                 os.chmod(local, stat.S_IMODE(attrs.st_mode))
             if attrs.st_mtime is not None:
@@ -656,15 +693,41 @@ def _remote_stat(attrs: paramiko.SFTPAttributes) -> RemoteStat:
     )
 
 
+class _Stopped(Exception):
+    """Raised in a transfer's thread by its callback once the transfer was cancelled."""
+
+
 def _progress_callback(
-    loop: asyncio.AbstractEventLoop, progress: ProgressSink
+    loop: asyncio.AbstractEventLoop, progress: ProgressSink, stop: threading.Event
 ) -> Callable[[int, int], None]:
-    """A paramiko transfer callback that reports on the event loop thread."""
+    """A paramiko transfer callback that reports on the event loop thread, and ends the
+    transfer (paramiko calls it after every block) once *stop* is set."""
 
     def callback(done: int, total: int) -> None:
+        if stop.is_set():
+            raise _Stopped("transfer cancelled")
         loop.call_soon_threadsafe(progress, done, total)
 
     return callback
+
+
+def _copy_batches(
+    source: paramiko.SFTPFile, target: BinaryIO, size: int, callback: Callable[[int, int], None]
+) -> None:
+    """The first *size* bytes of *source* (the size stat'ed: a file growing meanwhile is
+    cut there), GET_BATCH at a time, each batch's requests pipelined by ``readv``."""
+    block = paramiko.SFTPFile.MAX_REQUEST_SIZE
+    for start in range(0, size, GET_BATCH):
+        end = min(size, start + GET_BATCH)
+        for data in source.readv([(at, min(block, end - at)) for at in range(start, end, block)]):
+            target.write(data)
+        callback(end, size)
+
+
+def _close_when_done(future: Future[Any], sftp: paramiko.SFTPClient) -> None:
+    """Close a cancelled operation's SFTP session once its thread ends (or gives up)."""
+    wait([future], timeout=CANCEL_GRACE)
+    _close_quietly(sftp, None)
 
 
 def _is_timeout(exc: BaseException) -> bool:

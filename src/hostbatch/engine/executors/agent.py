@@ -49,7 +49,7 @@ from typing import Any
 from hostbatch.engine.executors.inline import run_hosts
 from hostbatch.engine.hostrun import Emit
 from hostbatch.engine.plan import Plan
-from hostbatch.engine.pool import Connector, Factory, TransportPool
+from hostbatch.engine.pool import Connector, Factory, Shared, TransportPool
 from hostbatch.engine.rollout import run_rollout
 from hostbatch.errors import HostbatchError
 from hostbatch.models import Event, Finished, Host, HostResult, Secret
@@ -178,7 +178,7 @@ class Warm:
 
 def _alive(transport: Transport) -> bool:
     """False when the transport knows its connection was closed (by the server)."""
-    check = getattr(transport, "is_alive", None)
+    check = getattr(transport, "alive", None)  # asyncssh, paramiko; others: assumed open
     return bool(check()) if callable(check) else True
 
 
@@ -187,6 +187,7 @@ class WarmPool:
 
     def __init__(self) -> None:
         self.warm: dict[str, Warm] = {}
+        self.shared = Shared()  # jump-host connections and admission, across runs
         self._connecting: dict[str, asyncio.Lock] = {}
         self.ever: set[str] = set()
         self.logins = 0
@@ -238,6 +239,7 @@ class WarmPool:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.discard(key) for key in list(self.warm)))
+        await self.shared.close()
 
     def status(self) -> list[dict[str, Any]]:
         now, mono = time.time(), time.monotonic()
@@ -258,6 +260,7 @@ class RunPool(TransportPool):
 
     def __init__(self, warm: WarmPool, keys: dict[str, str]) -> None:
         super().__init__()
+        self.shared = warm.shared
         self._warm_pool = warm
         self._keys = keys
         self._held: list[str] = []

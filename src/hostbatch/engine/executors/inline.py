@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from hostbatch.engine.hostrun import Emit, run_host
 from hostbatch.engine.plan import Plan
-from hostbatch.engine.pool import TransportPool
+from hostbatch.engine.pool import Shared, TransportPool
 from hostbatch.engine.rollout import StartGate, not_started
 from hostbatch.models import Finished, Host
 
@@ -29,13 +29,25 @@ async def run_hosts(
     plan: Plan, emit: Emit, pool: TransportPool | None = None, gate: StartGate | None = None
 ) -> None:
     """Run every host of *plan* with at most ``fanout`` at once; emits Finished for each.
-    With a *pool*, connections are reused and left open (the shell). Once *gate* is
-    closed, hosts not yet started are reported not started (engine/rollout.py)."""
+    With a *pool*, connections are reused and left open (the shell); jump-host
+    connections and the admission of starts are shared by the run's hosts (the pool's:
+    kept with it). Ends with a Throttled event per destination that dropped starts.
+    Once *gate* is closed, hosts not yet started are reported not started
+    (engine/rollout.py)."""
+    shared = pool.shared if pool is not None else Shared(plan.limits.jump_channels)
+    if pool is not None:
+        shared.jumps.forget_failures()
 
     async def one(host: Host) -> None:
         if gate is not None and not gate.open:
             emit(Finished(not_started(host.name, gate.reason)))
             return
-        emit(Finished(await run_host(plan, host, emit, pool)))
+        emit(Finished(await run_host(plan, host, emit, pool, shared)))
 
-    await for_each_host(plan.hosts, plan.limits.fanout_or_default(), one)
+    try:
+        await for_each_host(plan.hosts, plan.limits.fanout_or_default(), one)
+    finally:
+        if pool is None:
+            await shared.close()
+    for event in shared.admission.reports():
+        emit(event)
