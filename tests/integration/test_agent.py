@@ -7,6 +7,7 @@ XDG_RUNTIME_DIR, so it talks to an agent of its own, stopped when the test ends.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -97,12 +98,32 @@ def test_second_run_makes_no_login_and_equals_a_cold_run(
     assert logins(sshd) == before + 4  # the second --persist run logged in nowhere
     assert cold.returncode == 1 and "h1 | out-42" in cold.stdout and "h2 ! err" in cold.stderr
     assert normalized(first) == normalized(cold) == normalized(second)
+    journal = tmp_path / "journal.sqlite"
+    rows = [
+        journal_rows(
+            run_cli("run", *args, "--journal", str(journal), *flag, *command, env=agent_env)
+        )
+        for flag in ((), ("--persist",))
+    ]
+    assert rows[0] == rows[1] and len(rows[0]) == 2  # the journal keeps the same rows
     status = run_cli("agent", "status", env=agent_env)
     assert status.returncode == 0 and "2 open connection(s)" in status.stdout
     assert re.search(rf"^h1 +127\.0\.0\.1:{sshd.port} +{sshd.username} ", status.stdout, re.M)
     json_cold = run_cli("run", *args, "--json", "--", "hostname", env=agent_env)
     json_warm = run_cli("run", *args, "--json", "--persist", "--", "hostname", env=agent_env)
     assert normalized_json(json_warm.stdout) == normalized_json(json_cold.stdout)
+
+
+def journal_rows(result: subprocess.CompletedProcess[str]) -> list[tuple[object, ...]]:
+    """The journal's host rows of the run *result* recorded (times left out)."""
+    run_id = re.search(r"\brun (\d+) recorded", result.stderr)
+    assert run_id is not None, result.stderr
+    journal = result.args[result.args.index("--journal") + 1]
+    shown = run_cli("show", run_id[1], "--journal", journal, "--json")
+    hosts = json.loads(shown.stdout)["hosts"]
+    keep = ("host", "status", "exit_status", "stdout", "stderr", "error")
+    assert hosts and all(set(keep) <= set(host) for host in hosts), hosts
+    return sorted(tuple(host.get(key) for key in keep) for host in hosts)
 
 
 def normalized_json(text: str) -> list[str]:
