@@ -8,7 +8,8 @@ Each step is one whole CLI process (``hostbatch run -i INV -h all -- true``), ti
 spawn to exit: cold runs (every host connects and logs in), the first ``--persist`` run
 (starts the agent, logs in), then warm ``--persist`` runs. For each step the logins sshd
 logged ("Accepted" lines over every daemon) are counted: a warm run must show 0. The
-agent lives in a private XDG_RUNTIME_DIR and is stopped at the end. The table goes to
+agent lives in a private XDG_RUNTIME_DIR and is stopped at the end; the runs are journaled
+in a temporary journal. The table goes to
 stdout and to bench/results/persist-<date>.md.
 """
 
@@ -71,7 +72,7 @@ def _step(
     deadline = time.monotonic() + 5  # sshd writes its log line as the login completes
     while _logins(fleet) - before < expected_logins and time.monotonic() < deadline:
         time.sleep(0.05)
-    summary = done.stderr.strip().splitlines()[-1:] or [""]
+    summary = [line for line in done.stderr.splitlines() if " hosts in " in line] or [""]
     return {
         "wall": wall,
         "code": done.returncode,
@@ -105,6 +106,7 @@ def main() -> int:
         runtime = Path(work) / "runtime"
         runtime.mkdir(mode=0o700)
         env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+        env["HOSTBATCH_JOURNAL"] = str(Path(work) / "journal.sqlite")  # runs are journaled
         env.pop("HOSTBATCH_PERSIST", None)
         inventory = _inventory(fleet, args.hosts, Path(work) / "inventory.ini")
         base = [sys.executable, "-m", "hostbatch", "run", "-i", str(inventory)]
