@@ -52,6 +52,7 @@ from hostbatch.engine.plan import Plan
 from hostbatch.engine.pool import Connector, Factory, Shared, TransportPool
 from hostbatch.engine.rollout import run_rollout
 from hostbatch.errors import HostbatchError
+from hostbatch.logs import redact
 from hostbatch.models import Event, Finished, Host, HostResult, Secret
 from hostbatch.transport import hostkeys
 from hostbatch.transport.base import Transport
@@ -452,7 +453,7 @@ class Agent:
         except asyncio.CancelledError:
             return ("cancelled",)
         except Exception as exc:  # a bug: the client reports it, the agent goes on
-            return ("error", f"agent: {type(exc).__name__}: {exc}")
+            return ("error", redact(f"agent: {type(exc).__name__}: {exc}"))
         return ("done", sorted(pool.reconnected))
 
 
