@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from hostbatch import __version__
+from hostbatch.cli.agent import agent_command
 from hostbatch.cli.common import CONTEXT_SETTINGS, run_main
 from hostbatch.cli.completion import completion_command
 from hostbatch.cli.demo import demo_command
@@ -57,6 +58,7 @@ cli.add_command(history_command)
 cli.add_command(show_command)
 cli.add_command(completion_command)
 cli.add_command(help_command)
+cli.add_command(agent_command)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from hostbatch.api import make_plan, run_plan
+from hostbatch.cli.agent import AFTER_PERSIST, run_persisted
 from hostbatch.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_HANGUP,
@@ -36,6 +37,7 @@ from hostbatch.cli.options import (
     EngineOptions,
     JournalOptions,
     OutputOptions,
+    PersistOptions,
     SelectionOptions,
     WorkflowOptions,
 )
@@ -148,11 +150,18 @@ def run_stoppable(
 
 
 def run_plan_stoppable(
-    plan: Plan, sink: Sink, *, after: str, record: RunRecord, side: Sequence[Sink] = ()
+    plan: Plan,
+    sink: Sink,
+    *,
+    after: str,
+    record: RunRecord,
+    side: Sequence[Sink] = (),
+    persist: float | None = None,
 ) -> dict[str, HostResult]:
     """Run *plan* feeding *record* (the journal), the *side* sinks and *sink* (what is
     shown); see :func:`run_stoppable`. A closed stdout stops only *sink*: the side sinks
-    and the journal still get every event."""
+    and the journal still get every event. With *persist* (seconds), in the per-user
+    agent over its warm connections (``--persist``)."""
     limits = plan.limits
     logger.info(
         "%s on %d host(s): transport %s, fanout %s, workers %s, connect timeout %gs",
@@ -163,6 +172,13 @@ def run_plan_stoppable(
         limits.workers or "auto",
         plan.options.connect_timeout,
     )
+    if persist is not None:
+        after = AFTER_PERSIST if after == AFTER_COMMAND else after
+        return run_stoppable(
+            lambda run: run_persisted(plan, fan_out([record, *side], run.guard(sink)), persist),
+            after=after,
+            record=record,
+        )
     return run_stoppable(
         lambda run: run_plan(plan, fan_out([record, *side], run.guard(sink))),
         after=after,
@@ -246,12 +262,14 @@ def execute_command(
     output: OutputOptions,
     journal: JournalOptions,
     workflow: WorkflowOptions | None = None,
+    persist: PersistOptions | None = None,
 ) -> NoReturn:
     """Shared body of ``hostbatch run``, ``batch_run`` and ``demo``; exits with the run's code."""
     script = workflow is not None and workflow.script is not None
     if isinstance(command, str) and not command.strip() and not script:
         raise UsageError("no command given (hostbatch run -g web -- uptime)")
     masks = output.checked_masks()
+    idle = persist.seconds() if persist is not None else None
     _, hosts = load_selection(selection, journal)
     files = output.output_files()
     side = [] if files is None else [SideSink("writing --outdir files", files, files.close)]
@@ -266,7 +284,7 @@ def execute_command(
         with recorded(record):
             try:
                 results = run_plan_stoppable(
-                    plan, notes, after=AFTER_COMMAND, record=record, side=side
+                    plan, notes, after=AFTER_COMMAND, record=record, side=side, persist=idle
                 )
             finally:
                 if files is not None:
@@ -291,8 +309,10 @@ def execute_transfer(
     journal: JournalOptions,
     *,
     color: bool = False,
+    persist: PersistOptions | None = None,
 ) -> NoReturn:
     """Shared body of put, get and batch_scp; exits with the run's code."""
+    idle = persist.seconds() if persist is not None else None
     _, hosts = load_selection(selection, journal)
     plan = make_plan(transfer, hosts, engine.run_options())
     settings = {**asdict(engine), "recursive": transfer.recursive, "verify": transfer.verify}
@@ -303,5 +323,5 @@ def execute_transfer(
     began = time.monotonic()
     notes = ThrottleNotes(terminal_progress(hosts, color=color))
     with recorded(record):
-        results = run_plan_stoppable(plan, notes, after=AFTER_TRANSFER, record=record)
+        results = run_plan_stoppable(plan, notes, after=AFTER_TRANSFER, record=record, persist=idle)
         finish(results, began, record, notes)

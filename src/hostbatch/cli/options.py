@@ -24,6 +24,7 @@ A new group is a new ``@dataclass(frozen=True)`` subclass of :class:`OptionGroup
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -569,3 +570,48 @@ class WorkflowOptions(OptionGroup):
         help="Prompt once for the sudo password (else become_password_env in the "
         "inventory, or $HOSTBATCH_BECOME_PASSWORD).",
     )
+
+
+PERSIST_ENV = "HOSTBATCH_PERSIST"
+PERSIST_DEFAULT = "10m"
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``2s``, ``10m``, ``1.5h``; a UsageError otherwise."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _UNITS else ""
+    try:
+        seconds = float(value[: len(value) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise UsageError(
+            f"--persist needs a positive duration like 90s, 10m or 1h (got {text!r}); "
+            "a bare --persist goes before -- or last"
+        )
+    return seconds
+
+
+@dataclass(frozen=True)
+class PersistOptions(OptionGroup):
+    """Warm connections through the per-user agent (engine/executors/agent.py)."""
+
+    keyword: ClassVar[str] = "persist"
+
+    persist: str | None = option(
+        "--persist",
+        is_flag=False,
+        flag_value=PERSIST_DEFAULT,
+        metavar="[DURATION]",
+        help=f"Run through a per-user background agent that keeps the connections open "
+        f"for DURATION idle [default: {PERSIST_DEFAULT}; also ${PERSIST_ENV}], so the "
+        "next command on these hosts logs in no more ('hostbatch agent status|stop').",
+    )
+
+    def seconds(self) -> float | None:
+        """The idle duration when the run goes through the agent, else None."""
+        text = self.persist or os.environ.get(PERSIST_ENV, "")
+        if not text or text.strip().lower() in ("0", "off", "no"):
+            return None
+        return parse_duration(text)

@@ -13,6 +13,7 @@ from hostbatch.cli.options import (
     EngineOptions,
     JournalOptions,
     OutputOptions,
+    PersistOptions,
     SelectionOptions,
     WorkflowOptions,
 )
@@ -26,6 +27,7 @@ from hostbatch.models import CommandSet
 @OutputOptions.options
 @WorkflowOptions.options
 @JournalOptions.options
+@PersistOptions.options
 @click.option(
     "-c",
     "--cmd",
@@ -68,6 +70,7 @@ def run_command(
     output: OutputOptions,
     workflow: WorkflowOptions,
     journal: JournalOptions,
+    persist: PersistOptions,
 ) -> None:
     """Run one command on every selected host in parallel, output streamed live.
 
@@ -95,6 +98,7 @@ def run_command(
       hostbatch run -g web --outdir out/ --errdir err/ -- dmesg
       hostbatch run -h deploy@10.0.0.5:2222 --dry-run -- uptime   (the plan only)
       hostbatch run -g web --events -- uptime | jq -c 'select(.event=="summary")'
+      hostbatch run -g web --persist -- uptime      (the next run on web logs in no more)
 
     Every run is recorded in the run journal ('hostbatch history', 'hostbatch show
     last'); --no-journal leaves this one out.
@@ -114,7 +118,7 @@ def run_command(
         print_plan(
             selection, operation, engine, as_json=output.as_json, workflow=workflow, journal=journal
         )
-    execute_command(selection, operation, engine, output, journal, workflow)
+    execute_command(selection, operation, engine, output, journal, workflow, persist)
 
 
 def _operation(

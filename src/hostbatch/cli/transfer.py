@@ -13,6 +13,7 @@ from hostbatch.cli.options import (
     ColorOptions,
     EngineOptions,
     JournalOptions,
+    PersistOptions,
     SelectionOptions,
     TransferOptions,
 )
@@ -36,6 +37,7 @@ def _transfer(
 @JournalOptions.options
 @ColorOptions.options
 @dry_run_option
+@PersistOptions.options
 @click.argument("paths", nargs=-1, required=True, metavar="LOCAL... REMOTE")
 @handle_errors
 def put_command(
@@ -46,6 +48,7 @@ def put_command(
     copy: TransferOptions,
     journal: JournalOptions,
     colors: ColorOptions,
+    persist: PersistOptions,
 ) -> None:
     """Copy local files to every selected host.
 
@@ -60,11 +63,15 @@ def put_command(
       hostbatch put -g db_servers --verify dump.sql /srv/restore/dump.sql
       hostbatch put --rerun last:failed app.tar.gz /tmp/
       hostbatch put --hostfile hosts.txt --dry-run app.tar.gz /tmp/   (the plan only)
+      hostbatch put -g web app.conf /etc/app/ --persist    (connections kept warm)
     """
+    persist.seconds()  # first: a path taken as --persist's DURATION is the error to show
     transfer = _transfer("put", paths, copy)
     if dry_run:
         print_plan(selection, transfer, engine, journal=journal)
-    execute_transfer(selection, transfer, engine, journal, color=colors.use_color())
+    execute_transfer(
+        selection, transfer, engine, journal, color=colors.use_color(), persist=persist
+    )
 
 
 @click.command("get")
@@ -74,6 +81,7 @@ def put_command(
 @JournalOptions.options
 @ColorOptions.options
 @dry_run_option
+@PersistOptions.options
 @click.argument("paths", nargs=-1, required=True, metavar="REMOTE... LOCALDIR")
 @handle_errors
 def get_command(
@@ -84,6 +92,7 @@ def get_command(
     copy: TransferOptions,
     journal: JournalOptions,
     colors: ColorOptions,
+    persist: PersistOptions,
 ) -> None:
     """Copy remote files from every selected host into LOCALDIR/<host>/.
 
@@ -94,7 +103,10 @@ def get_command(
       hostbatch get --rerun 41:transfer_failed /var/log/syslog ./logs
       hostbatch get -g web_clusters --dry-run /etc/hosts ./hosts   (the plan only)
     """
+    persist.seconds()  # first: a path taken as --persist's DURATION is the error to show
     transfer = _transfer("get", paths, copy)
     if dry_run:
         print_plan(selection, transfer, engine, journal=journal)
-    execute_transfer(selection, transfer, engine, journal, color=colors.use_color())
+    execute_transfer(
+        selection, transfer, engine, journal, color=colors.use_color(), persist=persist
+    )

@@ -414,6 +414,12 @@ class ParamikoTransport:
             return ConnectError(f"cannot connect to {where}: {exc.strerror or exc}", host=name)
         return ConnectError(f"cannot connect to {where}: {type(exc).__name__}: {exc}", host=name)
 
+    def alive(self) -> bool:
+        """False once the connection was closed, by us or by the server (agent pool)."""
+        client = self._client
+        transport = client.get_transport() if client is not None else None
+        return transport is not None and transport.is_active()
+
     def _transport(self) -> paramiko.Transport:
         client = self._client
         transport = client.get_transport() if client is not None else None
