@@ -23,7 +23,12 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         "--canary) and some hosts were not started",
     ),
     (2, "bad usage or inventory (nothing was run)"),
-    (3, "some hosts could not be reached, authenticated, or had a rejected host key"),
+    (
+        3,
+        "some hosts could not be reached, authenticated, or had a rejected host key; or "
+        "(`--engine dask`) the scheduler could not be reached or had no workers, and "
+        "nothing was run",
+    ),
     (129, "hung up (SIGHUP); remote commands stopped, connections closed"),
     (130, "interrupted (Ctrl-C); remote commands stopped, connections closed"),
     (141, "stdout was closed by its reader (| head); the run is stopped quietly"),
