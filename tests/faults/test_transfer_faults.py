@@ -230,8 +230,11 @@ def test_put_memory_is_bounded_when_the_server_advertises_4_mib_writes(
     argv = [sys.executable, "-c", "from hostbatch.cli.app import main; main()", "put"]
     argv += ["-i", str(inventory), "--known-hosts", str(fleet.known_hosts), "--ssh-config", ""]
     argv += ["-h", "all", str(source), f"rss-{uuid.uuid4().hex[:8]}.bin"]
+    # Two malloc arenas: the figure is our buffers, not glibc's per-thread arenas, which
+    # on a loaded machine (file reads in several executor threads at once) added ~70 MB.
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
     with (tmp_path / "stderr").open("w+") as errors:
-        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors, env=env)
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         assert child.returncode == 0, (tmp_path / "stderr").read_text()
