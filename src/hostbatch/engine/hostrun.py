@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from hostbatch.engine.admission import Gate, drop_delay
 from hostbatch.engine.command import run_command
 from hostbatch.engine.plan import Plan
-from hostbatch.engine.pool import Shared, TransportPool
+from hostbatch.engine.pool import Shared, TransportPool, connected
 from hostbatch.engine.transfer import (
     ProgressMeter,
     TransferStats,
@@ -290,15 +290,12 @@ async def _open(
             transport.share_jumps(shared.jumps)
         return transport
 
+    def connect(transport: Transport) -> Awaitable[None]:
+        return _connect(transport, plan, host, gate)
+
     if pool is not None:
-        return await pool.acquire(host, make, lambda t: _connect(t, plan, host, gate))
-    transport = make(host)
-    try:
-        await _connect(transport, plan, host, gate)
-    except BaseException:
-        await transport.close()
-        raise
-    return transport
+        return await pool.acquire(host, make, connect)
+    return await connected(make(host), connect)
 
 
 async def run_host(

@@ -15,6 +15,17 @@ Connector = Callable[[Transport], Awaitable[None]]
 Factory = Callable[[Host], Transport]
 
 
+async def connected(transport: Transport, connect: Connector) -> Transport:
+    """*transport* once *connect* has opened it; closed again when connecting fails or is
+    cancelled, so a failed start never leaves a half-open connection behind."""
+    try:
+        await connect(transport)
+    except BaseException:
+        await transport.close()
+        raise
+    return transport
+
+
 class Shared:
     """What the hosts of one run (or of one Session, across its operations) share in one
     process: connections to jump hosts, and the admission of connection starts."""
@@ -46,12 +57,7 @@ class TransportPool:
         transport = self._open.get(host.name)
         if transport is not None:
             return transport
-        transport = factory(host)
-        try:
-            await connect(transport)
-        except BaseException:
-            await transport.close()
-            raise
+        transport = await connected(factory(host), connect)
         self.opened += 1
         if host.name in self._ever:
             self.reconnected.add(host.name)

@@ -49,7 +49,7 @@ from typing import Any
 from hostbatch.engine.executors.inline import run_hosts
 from hostbatch.engine.hostrun import Emit
 from hostbatch.engine.plan import Plan
-from hostbatch.engine.pool import Connector, Factory, Shared, TransportPool
+from hostbatch.engine.pool import Connector, Factory, Shared, TransportPool, connected
 from hostbatch.engine.rollout import run_rollout
 from hostbatch.errors import HostbatchError
 from hostbatch.logs import redact
@@ -204,12 +204,7 @@ class WarmPool:
                 await self.discard(key)
                 warm = None
             if warm is None:
-                transport = factory(host)
-                try:
-                    await connect(transport)
-                except BaseException:
-                    await transport.close()
-                    raise
+                transport = await connected(factory(host), connect)
                 self.logins += 1
                 warm = self.warm[key] = Warm(host, transport, time.time(), time.monotonic())
                 reconnected = key in self.ever
