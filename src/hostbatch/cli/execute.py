@@ -172,18 +172,14 @@ def run_plan_stoppable(
         limits.workers or "auto",
         plan.options.connect_timeout,
     )
-    if persist is not None:
-        after = AFTER_PERSIST if after == AFTER_COMMAND else after
-        return run_stoppable(
-            lambda run: run_persisted(plan, fan_out([record, *side], run.guard(sink)), persist),
-            after=after,
-            record=record,
-        )
-    return run_stoppable(
-        lambda run: run_plan(plan, fan_out([record, *side], run.guard(sink))),
-        after=after,
-        record=record,
-    )
+    if persist is not None and after == AFTER_COMMAND:
+        after = AFTER_PERSIST
+
+    def start(run: StoppableRun) -> Coroutine[Any, Any, dict[str, HostResult]]:
+        every = fan_out([record, *side], run.guard(sink))
+        return run_plan(plan, every) if persist is None else run_persisted(plan, every, persist)
+
+    return run_stoppable(start, after=after, record=record)
 
 
 def command_sink(hosts: list[Host], output: OutputOptions) -> Sink:
