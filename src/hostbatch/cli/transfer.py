@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -20,6 +21,8 @@ from hostbatch.cli.options import (
 from hostbatch.errors import UsageError
 from hostbatch.models import Transfer
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 def _transfer(
     direction: Literal["put", "get"], paths: tuple[str, ...], copy: TransferOptions
@@ -30,14 +33,46 @@ def _transfer(
     return copy.transfer(direction, tuple(sources), destination)
 
 
+def _transfer_options(func: F) -> F:
+    """The options put and get share (each added in one place for both)."""
+    for decorator in reversed(
+        (
+            SelectionOptions.options,
+            EngineOptions.options,
+            TransferOptions.options,
+            JournalOptions.options,
+            ColorOptions.options,
+            dry_run_option,
+            PersistOptions.options,
+        )
+    ):
+        func = decorator(func)
+    return func
+
+
+def _copy(
+    direction: Literal["put", "get"],
+    paths: tuple[str, ...],
+    dry_run: bool,
+    selection: SelectionOptions,
+    engine: EngineOptions,
+    copy: TransferOptions,
+    journal: JournalOptions,
+    colors: ColorOptions,
+    persist: PersistOptions,
+) -> None:
+    """The body of put and get: the plan only (--dry-run), or the transfer."""
+    persist.seconds()  # first: a path taken as --persist's DURATION is the error to show
+    transfer = _transfer(direction, paths, copy)
+    if dry_run:
+        print_plan(selection, transfer, engine, journal=journal)
+    execute_transfer(
+        selection, transfer, engine, journal, color=colors.use_color(), persist=persist
+    )
+
+
 @click.command("put")
-@SelectionOptions.options
-@EngineOptions.options
-@TransferOptions.options
-@JournalOptions.options
-@ColorOptions.options
-@dry_run_option
-@PersistOptions.options
+@_transfer_options
 @click.argument("paths", nargs=-1, required=True, metavar="LOCAL... REMOTE")
 @handle_errors
 def put_command(
@@ -65,23 +100,11 @@ def put_command(
       hostbatch put --hostfile hosts.txt --dry-run app.tar.gz /tmp/   (the plan only)
       hostbatch put -g web app.conf /etc/app/ --persist    (connections kept warm)
     """
-    persist.seconds()  # first: a path taken as --persist's DURATION is the error to show
-    transfer = _transfer("put", paths, copy)
-    if dry_run:
-        print_plan(selection, transfer, engine, journal=journal)
-    execute_transfer(
-        selection, transfer, engine, journal, color=colors.use_color(), persist=persist
-    )
+    _copy("put", paths, dry_run, selection, engine, copy, journal, colors, persist)
 
 
 @click.command("get")
-@SelectionOptions.options
-@EngineOptions.options
-@TransferOptions.options
-@JournalOptions.options
-@ColorOptions.options
-@dry_run_option
-@PersistOptions.options
+@_transfer_options
 @click.argument("paths", nargs=-1, required=True, metavar="REMOTE... LOCALDIR")
 @handle_errors
 def get_command(
@@ -103,10 +126,4 @@ def get_command(
       hostbatch get --rerun 41:transfer_failed /var/log/syslog ./logs
       hostbatch get -g web_clusters --dry-run /etc/hosts ./hosts   (the plan only)
     """
-    persist.seconds()  # first: a path taken as --persist's DURATION is the error to show
-    transfer = _transfer("get", paths, copy)
-    if dry_run:
-        print_plan(selection, transfer, engine, journal=journal)
-    execute_transfer(
-        selection, transfer, engine, journal, color=colors.use_color(), persist=persist
-    )
+    _copy("get", paths, dry_run, selection, engine, copy, journal, colors, persist)
