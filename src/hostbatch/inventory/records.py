@@ -137,9 +137,9 @@ QUOTE_LIMIT = 80
 def mask_secrets(text: str) -> str:
     """*text* with the value of every ``password``/``passphrase``/``secret`` key masked.
 
-    Not :func:`hostbatch.logs.redact`: it also masks every registered Secret value wherever
-    it occurs, and a short password elsewhere in the process would garble these messages;
-    an inventory's own secrets are not Secrets yet when its errors are raised."""
+    Not :func:`hostbatch.logs.redact`, which masks registered Secret values and one word
+    after ``password=``: an inventory's own secrets are not Secrets yet when its errors are
+    raised, and here the whole rest of the line is the value (it may hold spaces)."""
     return _SECRET_LINE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
 
 
