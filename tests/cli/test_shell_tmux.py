@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -166,3 +168,64 @@ def test_menu_history_and_exit(shell: Tmux, tmp_path: Path) -> None:
     while not (history.exists() and "echo remembered" in history.read_text()):
         assert time.monotonic() < deadline, "history was not written"
         time.sleep(0.1)
+
+
+def _remote_pids(started: Fleet, names: tuple[str, ...]) -> list[int]:
+    """The pids the hosts wrote to shell-pid once the command runs (waited for)."""
+    pid_files = [started.host(n).root / "shell-pid" for n in names]
+    deadline = time.monotonic() + 10
+    while not all(p.exists() and p.read_text().strip() for p in pid_files):
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.1)
+    return [int(p.read_text()) for p in pid_files]
+
+
+def _wait_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + 8
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_closed_terminal_stops_the_command_and_records_the_hangup(
+    shell: Tmux, fleet: tuple[Fleet, Path], tmp_path: Path
+) -> None:
+    started, _ = fleet
+    for name in ("node01", "node02"):
+        (started.host(name).root / "shell-pid").unlink(missing_ok=True)
+    shell.keys(":select node01,node02", "Enter")
+    shell.wait_for(lambda s: "hostbatch [node[01-02]]>" in s)
+    shell.keys("echo $$ > shell-pid; exec sleep 60", "Enter")
+    pids = _remote_pids(started, ("node01", "node02"))
+    shell.close()  # tmux kill-session: SIGHUP, as when the terminal window is closed
+    _wait_gone(pids)
+    deadline = time.monotonic() + 10
+    while not (runs := recorded(tmp_path)) or runs[-1].outcome == "running":
+        assert time.monotonic() < deadline, "the shell never ended its journal record"
+        time.sleep(0.1)
+    assert (runs[-1].outcome, runs[-1].exit_code) == ("interrupted", 129)
+
+
+def test_sigterm_ends_the_shell_with_143(fleet: tuple[Fleet, Path], tmp_path: Path) -> None:
+    started, inventory = fleet
+    for name in ("node03",):
+        (started.host(name).root / "shell-pid").unlink(missing_ok=True)
+    env = {**os.environ, "HOSTBATCH_HISTORY": str(tmp_path / "history")}
+    env["HOSTBATCH_JOURNAL"] = str(tmp_path / "journal.sqlite")
+    argv = [sys.executable, "-m", "hostbatch", "shell", "-i", str(inventory), "-h", "node03"]
+    argv += ["--known-hosts", str(started.known_hosts), "--ssh-config", ""]
+    process = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert process.stdin is not None
+    process.stdin.write(b"echo $$ > shell-pid; exec sleep 60\n")
+    process.stdin.flush()
+    pids = _remote_pids(started, ("node03",))
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 143
+    assert b"terminated (SIGTERM); connections closed" in stderr
+    assert b"Traceback" not in stderr
+    _wait_gone(pids)
+    runs = recorded(tmp_path)
+    assert (runs[-1].outcome, runs[-1].exit_code) == ("interrupted", 143)

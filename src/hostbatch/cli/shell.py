@@ -3,6 +3,9 @@
 The event loop (and every open connection) lives in a background thread; the prompt
 stays in the main thread, so Ctrl-C there cancels the running command on every host
 (the remote processes are signalled) and returns to the prompt. It never ends the shell.
+SIGTERM and SIGHUP (the terminal closed) do: the running command is cancelled the same
+way, its journal record ends as interrupted, the connections are closed, and the shell
+exits 143 or 129, as a run does.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -23,6 +27,7 @@ import click
 
 from hostbatch.api import Session
 from hostbatch.cli.common import EXIT_INTERRUPTED, exit_code_for, handle_errors, load_selection
+from hostbatch.cli.execute import STOP_SIGNALS, RunStopped
 from hostbatch.cli.hosts import format_table
 from hostbatch.cli.options import EngineOptions, JournalOptions, SelectionOptions
 from hostbatch.cli.recording import RunRecord, echo_note, fan_out
@@ -68,9 +73,11 @@ class LoopThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        self.stopped: RunStopped | None = None  # SIGTERM/SIGHUP: the shell is ending
 
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run *coroutine* on the loop; Ctrl-C cancels it, waits for its clean-up, re-raises."""
+        """Run *coroutine* on the loop; Ctrl-C (or a stop signal) cancels it, waits for its
+        clean-up, re-raises."""
         finished = threading.Event()
 
         async def guarded() -> T:
@@ -82,7 +89,9 @@ class LoopThread:
         future = asyncio.run_coroutine_threadsafe(guarded(), self.loop)
         try:
             return future.result()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RunStopped) as exc:
+            if isinstance(exc, RunStopped):
+                self.stopped = exc
             future.cancel()
             finished.wait(CANCEL_WAIT)
             raise
@@ -141,7 +150,9 @@ class Shell:
             results = await execute(record)
         except BaseException as exc:
             cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
-            record.end(EXIT_INTERRUPTED if cancelled else 1, INTERRUPTED if cancelled else CRASHED)
+            stopped = self.loop.stopped
+            code = stopped.exit_code if stopped is not None else EXIT_INTERRUPTED
+            record.end(code if cancelled else 1, INTERRUPTED if cancelled else CRASHED)
             record.close()
             raise
         record.end(exit_code_for(results))
@@ -272,6 +283,19 @@ def repl(shell: Shell) -> None:
             _save_history()
 
 
+def _raise_stop(signum: int, _frame: object) -> None:
+    """The handler of SIGTERM and SIGHUP: end the shell from wherever the main thread is
+    (at the prompt, or waiting for a command)."""
+    raise RunStopped(*STOP_SIGNALS[signal.Signals(signum)])
+
+
+def _end_stopped(stopped: RunStopped) -> None:
+    """One line (the terminal may be gone: then none), and the signal's exit code."""
+    with contextlib.suppress(OSError):
+        click.echo(f"\nhostbatch: {stopped.reason}; connections closed", err=True)
+    raise SystemExit(stopped.exit_code)
+
+
 def _connect_report(shell: Shell) -> None:
     """Connect every selected host up front, so the first command is as quick as the rest."""
     began = time.monotonic()
@@ -314,13 +338,27 @@ def shell_command(
     click.echo(
         f"hostbatch shell: {len(hosts)} host(s). :help for commands, Ctrl-D to leave.", err=True
     )
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stop)
     try:
         try:
             _connect_report(shell)
         except KeyboardInterrupt:
             click.echo("\nconnecting cancelled; hosts connect on first use", err=True)
         repl(shell)
+    except RunStopped as stopped:
+        for signum in STOP_SIGNALS:  # a second signal must not cut the clean-up short
+            signal.signal(signum, signal.SIG_IGN)
+        _close(shell, loop)
+        _end_stopped(stopped)
     finally:
-        with contextlib.suppress(Exception):
-            loop.call(shell.session.close())
-        loop.stop()
+        _close(shell, loop)
+
+
+def _close(shell: Shell, loop: LoopThread) -> None:
+    """Close every connection and stop the loop (once)."""
+    if loop.loop.is_closed():
+        return
+    with contextlib.suppress(Exception):
+        loop.call(shell.session.close())
+    loop.stop()
