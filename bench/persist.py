@@ -5,6 +5,7 @@ address per host). Usage::
     .venv/bin/python bench/persist.py                     # 1000 hosts, 3 repeats
     .venv/bin/python bench/persist.py --hosts 100 --repeat 1
     .venv/bin/python bench/persist.py --hosts 1000 --repeat 2 --ansible-forks 50
+    .venv/bin/python bench/persist.py --hosts 300 --repeat 3 --ansible-forks 10,50,200
 
 Each step is one whole CLI process, timed from spawn to exit. hostbatch
 (``hostbatch run -i INV -h all -- true``): cold runs (every host connects and logs in), the
@@ -12,7 +13,8 @@ first ``--persist`` run (starts the agent, logs in), then warm ``--persist`` run
 (``ansible all -i INV -m raw -a true -f FORKS`` with ``ansible_ssh_args='-o ControlMaster=auto
 -o ControlPersist=10m -o ControlPath=DIR/%C'``, host keys checked strictly against the
 fleet's known_hosts): one first run that opens a ControlMaster per host, then warm runs
-through them. The warm runs of the two alternate round by round (which goes first too).
+through them (with several ``--ansible-forks``, a warm run for each). The warm runs
+alternate round by round, their order rotating.
 
 For each step: the client's CPU (the process and every descendant it waited for: hostbatch's
 workers, Ansible's forks and their ssh mux clients), the sshd CPU (cgroup), the CPU of what
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import re
 import resource
@@ -50,8 +53,9 @@ COMMAND = "true"
 # Ansible's forks: on 2 cores the run is CPU-bound (Ansible's per-host Python work in a
 # forked worker, plus one ssh mux client fork/exec per host), so forks past a few dozen
 # only add processes; Ansible's default of 5 leaves the cores waiting on round trips.
-# 50 is the common setting for large fleets; --ansible-forks changes it.
-ANSIBLE_FORKS = 50
+# 50 is the common setting for large fleets; --ansible-forks changes it (a comma list
+# measures each in the warm rounds).
+ANSIBLE_FORKS = [50]
 ANSIBLE_LINE = re.compile(r"^(\S+) \| ([A-Z]+!?) (?:\| rc=(\d+) >>|=>)")
 HOSTBATCH_OK = re.compile(r" hosts in [\d.]+s: (\d+) ok")
 
@@ -303,7 +307,7 @@ class Steps:
     first: list[dict[str, Any]]
     warm: list[dict[str, Any]]
     ansible_first: list[dict[str, Any]]
-    ansible_warm: list[dict[str, Any]]
+    ansible_warm: dict[int, list[dict[str, Any]]]
     masters: str = ""
 
 
@@ -311,40 +315,45 @@ def _measure(
     args: argparse.Namespace, work: Path, fleet: SshdFleet, stack: contextlib.ExitStack
 ) -> Steps:
     cold_arm, persist_arm = _hostbatch_arms(work, fleet, args.hosts)
-    steps = Steps([], [], [], [], [])
+    steps = Steps([], [], [], [], {})
     steps.cold = [_step(cold_arm, fleet, args.hosts) for _ in range(args.repeat)]
     steps.first = [_step(persist_arm, fleet, args.hosts)]
     ansible = _ansible_executable()
     skipped = _ansible_missing()
-    arm = None
+    arms: dict[int, Arm] = {}
     if skipped is None and ansible is not None:
         stack.enter_context(_masters_closed(work / "cp"))
-        arm = _ansible_arm(work, fleet, args.hosts, args.ansible_forks, ansible)
+        arm = _ansible_arm(work, fleet, args.hosts, args.ansible_forks[0], ansible)
+        for forks in args.ansible_forks:
+            argv = [*arm.argv[:-1], str(forks)]
+            arms[forks] = dataclasses.replace(arm, name=f"ansible -f {forks}", argv=argv)
+            steps.ansible_warm[forks] = []
         steps.ansible_first = [_step(arm, fleet, args.hosts)]
         steps.masters = f"{len(_masters(work / 'cp'))} ControlMasters alive after the first run"
     else:
         steps.masters = f"Ansible skipped: {skipped}"
         print(steps.masters, file=sys.stderr)
+    arms_in_round: list[int | None] = [None, *arms]  # None: hostbatch --persist
     for round_ in range(args.repeat):
-        order = ["hostbatch", "ansible"] if round_ % 2 == 0 else ["ansible", "hostbatch"]
-        for which in order:
-            if which == "hostbatch":
+        shift = round_ % len(arms_in_round)
+        for forks in arms_in_round[shift:] + arms_in_round[:shift]:
+            if forks is None:
                 steps.warm.append(_step(persist_arm, fleet, 0))
-            elif arm is not None:
-                steps.ansible_warm.append(_step(arm, fleet, 0))
-    if arm is not None:
+            else:
+                steps.ansible_warm[forks].append(_step(arms[forks], fleet, 0))
+    if arms:
         steps.masters += f", {len(_masters(work / 'cp'))} after the warm runs"
     return steps
 
 
 def _report(args: argparse.Namespace, steps: Steps) -> str:
-    repeat, forks = args.repeat, args.ansible_forks
+    repeat, forks = args.repeat, args.ansible_forks[0]
     lines = [
         f"# --persist and Ansible ControlPersist: {args.hosts} hosts, `{COMMAND}`, "
         "whole CLI process timed",
         "",
         environment(),
-        f"- Ansible: `ansible all -i INV -m raw -a {COMMAND} -f {forks}`, ControlPersist=10m",
+        f"- Ansible: `ansible all -i INV -m raw -a {COMMAND} -f FORKS`, ControlPersist=10m",
         "",
         "| step | wall s, median (range) | client CPU s | sshd CPU s "
         "| agent / ControlMaster CPU s | sshd logins per run | hosts ok per run | exit codes |",
@@ -353,12 +362,16 @@ def _report(args: argparse.Namespace, steps: Steps) -> str:
         _row("first `--persist` run (starts the agent)", steps.first),
         _row(f"warm `--persist` run ×{repeat}", steps.warm),
         _row(f"first `ansible -f {forks}` run (opens the ControlMasters)", steps.ansible_first),
-        _row(f"warm `ansible -f {forks}` run (ControlPersist) ×{repeat}", steps.ansible_warm),
+        *(
+            _row(f"warm `ansible -f {each}` run (ControlPersist) ×{repeat}", warm)
+            for each, warm in steps.ansible_warm.items()
+        ),
         "",
         f"last summaries: cold `{steps.cold[-1]['summary']}`; warm `{steps.warm[-1]['summary']}`",
         f"{steps.masters}.",
     ]
-    every = [*steps.cold, *steps.first, *steps.warm, *steps.ansible_first, *steps.ansible_warm]
+    every = [*steps.cold, *steps.first, *steps.warm, *steps.ansible_first]
+    every += [step for warm in steps.ansible_warm.values() for step in warm]
     for step in every:
         if "tail" in step:
             lines.append(f"\na failed step's output ends with:\n```\n{step['tail']}\n```")
@@ -371,7 +384,10 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--ansible-forks", type=int, default=ANSIBLE_FORKS, help="ansible -f (default 50)"
+        "--ansible-forks",
+        type=lambda text: [int(part) for part in text.split(",") if part.strip()],
+        default=ANSIBLE_FORKS,
+        help="ansible -f (default 50); a comma list runs a warm Ansible run for each",
     )
     args = parser.parse_args()
     with (
