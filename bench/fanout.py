@@ -5,6 +5,8 @@ approach runs in a process of its own (fanout_clients.py) so its CPU and memory 
 measured alone (common.measure_client). Usage::
 
     .venv/bin/python bench/fanout.py --sizes 10,100,300,1000 --repeat 3
+    .venv/bin/python bench/fanout.py --sizes 100,300 --repeat 3 \\
+        --approaches hostbatch,hostbatch-cli,asyncssh-gather,parallel-ssh   # issue #16
     .venv/bin/python bench/fanout.py --quick
     .venv/bin/python bench/fanout.py --profile 300      # cProfile of hostbatch workers=1
     .venv/bin/python bench/fanout.py --client-nice -10  # clients ahead of the local sshds
@@ -133,9 +135,32 @@ def _raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+# approach -> (module it needs, what installs it): peers live in the `bench` extra
+NEEDS = {
+    "parallel-ssh": ("pssh", "parallel-ssh"),
+    "seed-sequential": ("paramiko", "paramiko"),
+    "seed-threads": ("paramiko", "paramiko"),
+    "seed-processes": ("paramiko", "paramiko"),
+    "hostbatch-paramiko": ("paramiko", "paramiko"),
+}
+
+
+def _missing(approach: str) -> str | None:
+    """Why *approach* cannot run here (a library not installed), or None."""
+    if approach not in NEEDS:
+        return None
+    module, package = NEEDS[approach]
+    if importlib.util.find_spec(module) is not None:
+        return None
+    return f"{package} is not installed: pip install -e '.[bench]'"
+
+
 def _skip_reason(
     approach: str, command: str, hosts: int, rows: list[Row], limit: float
 ) -> str | None:
+    missing = _missing(approach)
+    if missing is not None:
+        return missing
     if approach == "hostbatch-paramiko" and (
         importlib.util.find_spec("hostbatch.transport.paramiko_") is None
     ):
@@ -158,6 +183,8 @@ def _spec(fleet: SshdFleet, command: str, hosts: int) -> dict[str, object]:
         "known_hosts": str(fleet.known_hosts),
         "timeout": 30.0,
         "targets": fleet.targets(hosts),
+        # kept for the whole benchmark: hostbatch-cli's inventories and run journal
+        "workdir": str(fleet.known_hosts.parent),
     }
 
 
@@ -199,6 +226,9 @@ def profile(
 def _run_case(
     fleet: SshdFleet, settings: Settings, command: str, hosts: int, rows: list[Row]
 ) -> None:
+    """Every approach once per round, rounds interleaved (the order rotates each round), so
+    the machine's drift spreads over all approaches alike."""
+    case: list[Row] = []
     for approach in settings.approaches:
         row = Row(command, hosts, approach, settings.cores)
         row.skipped = _skip_reason(approach, command, hosts, rows, settings.max_seconds)
@@ -206,12 +236,19 @@ def _run_case(
         if row.skipped is not None:
             print(f"{command!r} N={hosts} {approach}: skipped: {row.skipped}", file=sys.stderr)
             continue
-        for attempt in range(settings.repeat):
-            sample = measure(fleet, approach, command, hosts, settings.timeout, nice=settings.nice)
+        case.append(row)
+    for attempt in range(settings.repeat):
+        shift = attempt % len(case) if case else 0
+        for row in case[shift:] + case[:shift]:
+            sample = measure(
+                fleet, row.approach, command, hosts, settings.timeout, nice=settings.nice
+            )
             row.samples.append(sample)
             print(
-                f"{command!r} N={hosts} {approach} #{attempt + 1}: {sample.ok}/{hosts} ok, "
-                f"wall {sample.wall:.2f}s, CPU {sample.cpu:.2f}s, sshd {sample.sshd_cpu:.2f}s",
+                f"{command!r} N={hosts} {row.approach} #{attempt + 1}: {sample.ok}/{hosts} ok, "
+                f"wall {sample.wall:.2f}s (process {sample.process_wall:.2f}s), "
+                f"CPU {sample.cpu:.2f}s (process {sample.process_cpu:.2f}s), "
+                f"sshd {sample.sshd_cpu:.2f}s",
                 file=sys.stderr,
             )
             for name, reason in sample.failures[:5]:

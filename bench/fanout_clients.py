@@ -11,17 +11,24 @@ wall-clock profile mostly shows where the client was preempted (socket sends tha
 SPEC.json names the command, the known_hosts file and the hosts; RESULT.json receives the
 run's wall time and CPU (measured here, after imports and set-up, so interpreter start-up
 is not in them) and every host's outcome. A host counts as OK only if its command exited 0.
+
+``hostbatch-cli`` is the exception: its run is a whole ``python -m hostbatch run`` process
+started and waited for here, so its wall and CPU are that process's, start-up included.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import importlib
 import json
 import multiprocessing
+import os
 import queue
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -45,12 +52,15 @@ class Spec:
     known_hosts: str
     timeout: float
     targets: tuple[Target, ...]
+    workdir: str | None = None  # kept across the benchmark's runs (the CLI's inventory, journal)
 
     @classmethod
     def load(cls, path: Path) -> Spec:
         raw = json.loads(path.read_text())
         targets = tuple(Target(**item) for item in raw["targets"])
-        return cls(raw["command"], raw["known_hosts"], float(raw["timeout"]), targets)
+        return cls(
+            raw["command"], raw["known_hosts"], float(raw["timeout"]), targets, raw.get("workdir")
+        )
 
 
 # -- hostbatch ---------------------------------------------------------------------------
@@ -93,6 +103,59 @@ def _hostbatch(spec: Spec, transport: str | None, workers: int | None) -> Run:
                 reason = result.error or f"exit status {result.exit_status}"
                 outcomes.append((host.name, f"{result.status.value}: {reason}"))
         return outcomes
+
+    return go
+
+
+def _cli_inventory(spec: Spec, path: Path) -> None:
+    """An INI inventory of the spec's hosts, one section per host (as bench/persist.py)."""
+    path.write_text(
+        "".join(
+            f"[{t.name}]\nhostname = {t.hostname}\nport = {t.port}\n"
+            f"username = {t.username}\nkey_file = {t.key_file}\n\n"
+            for t in spec.targets
+        )
+    )
+
+
+def _cli_outcomes(spec: Spec, code: int, stdout: str, stderr: str) -> list[Outcome]:
+    """Every host's outcome from the ``--json`` lines (one object per host)."""
+    seen: dict[str, str | None] = {}
+    for line in stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        record = json.loads(line)
+        if "host" not in record or "exit_status" not in record:
+            continue
+        status, error = record["exit_status"], record.get("error") or ""
+        failed = f"{record.get('status')}: exit status {status} {error}".strip()
+        seen[record["host"]] = None if status == 0 else failed
+    why = f"no JSON line (CLI exit code {code}: {stderr.strip()[-200:]})"
+    return [(t.name, seen.get(t.name, why)) for t in spec.targets]
+
+
+def _hostbatch_cli(spec: Spec) -> Run:
+    """``python -m hostbatch run -i INV -h all --json -- COMMAND``: the whole process, as a
+    user runs it (start-up, imports, worker processes, the run journal)."""
+    if spec.workdir is None:
+        raise SystemExit("hostbatch-cli needs a workdir in the spec")
+    workdir = Path(spec.workdir)
+    inventory = workdir / f"inventory-{len(spec.targets)}.ini"
+    _cli_inventory(spec, inventory)
+    argv = [sys.executable, "-m", "hostbatch", "run", "-i", str(inventory), "--ssh-config", ""]
+    argv += ["--known-hosts", spec.known_hosts, "-h", "all", "--json", "--", spec.command]
+    env = {**os.environ, "HOSTBATCH_JOURNAL": str(workdir / "journal.sqlite")}
+    for name in ("HOSTBATCH_PERSIST", "HOSTBATCH_INVENTORY", "HOSTBATCH_LOG"):
+        env.pop(name, None)
+
+    def go() -> list[Outcome]:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            code = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, check=False
+            ).returncode
+            out.seek(0)
+            err.seek(0)
+            return _cli_outcomes(spec, code, out.read().decode(), err.read().decode())
 
     return go
 
@@ -229,13 +292,85 @@ def _processes(spec: Spec) -> Run:
     return go
 
 
+# -- peers: what a user would write instead of hostbatch ---------------------------------
+
+
+def _asyncssh_gather(spec: Spec) -> Run:
+    """Plain asyncssh: ``connect`` + ``run`` per host, all under one ``asyncio.gather``, no
+    concurrency cap. known_hosts and each key file are parsed once (timed), as the seeds do;
+    host keys are checked strictly against the fleet's known_hosts."""
+    import asyncssh
+
+    async def one(target: Target, known: object, key: object) -> Outcome:
+        try:
+            async with asyncssh.connect(
+                target.hostname,
+                port=target.port,
+                username=target.username,
+                client_keys=[key],
+                known_hosts=known,
+                connect_timeout=spec.timeout,
+            ) as conn:
+                result = await conn.run(spec.command, check=False, timeout=spec.timeout)
+        except Exception as exc:
+            return (target.name, f"{type(exc).__name__}: {exc}")
+        status = result.exit_status
+        return (target.name, None if status == 0 else f"exit status {status}")
+
+    async def every() -> list[Outcome]:
+        known = asyncssh.read_known_hosts(spec.known_hosts)
+        paths = {target.key_file for target in spec.targets}
+        keys = {path: asyncssh.read_private_key(path) for path in paths}
+        jobs = (one(target, known, keys[target.key_file]) for target in spec.targets)
+        return list(await asyncio.gather(*jobs))
+
+    return lambda: asyncio.run(every())
+
+
+def _parallel_ssh(spec: Spec) -> Run:
+    """parallel-ssh's ``ParallelSSHClient`` (libssh2 through ssh2-python, gevent), one pool
+    slot per host: ``run_command`` + ``join``, exit codes checked. The library has no
+    host-key verification at all (no known_hosts option): it cannot check them."""
+    from pssh.clients import ParallelSSHClient
+    from pssh.config import HostConfig
+
+    def go() -> list[Outcome]:
+        config = [
+            HostConfig(port=t.port, user=t.username, private_key=t.key_file) for t in spec.targets
+        ]
+        client = ParallelSSHClient(
+            [t.hostname for t in spec.targets],
+            host_config=config,
+            pool_size=len(spec.targets),
+            timeout=spec.timeout,
+        )
+        output = client.run_command(spec.command, stop_on_errors=False)
+        client.join(output)
+        by_host: dict[str, str | None] = {}
+        for host_out in output:
+            if host_out.exception is not None:
+                exc = host_out.exception
+                by_host[host_out.host] = f"{type(exc).__name__}: {exc}"
+            else:
+                code = host_out.exit_code
+                by_host[host_out.host] = None if code == 0 else f"exit code {code}"
+            if host_out.client is not None:
+                host_out.client.disconnect()  # the others close their connections too
+        return [(t.name, by_host.get(t.hostname, "no output")) for t in spec.targets]
+
+    return go
+
+
 APPROACHES: dict[str, Callable[[Spec], Run]] = {
     "hostbatch": lambda spec: _hostbatch(spec, None, None),
     "hostbatch-paramiko": lambda spec: _hostbatch(spec, "paramiko", None),
     "hostbatch-1proc": lambda spec: _hostbatch(spec, None, 1),
+    "hostbatch-cli": _hostbatch_cli,
     "seed-sequential": _sequential,
     "seed-threads": _threads,
     "seed-processes": _processes,
+    "asyncssh-gather": _asyncssh_gather,
+    "parallel-ssh": _parallel_ssh,
 }
 
 
