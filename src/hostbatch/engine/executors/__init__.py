@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from hostbatch.engine.executors.inline import for_each_host, run_hosts
-from hostbatch.engine.executors.processes import run_sharded
 from hostbatch.engine.hostrun import Emit
 from hostbatch.engine.plan import Plan
 from hostbatch.engine.rollout import StartGate, run_rollout
@@ -46,7 +45,9 @@ async def _execute_wave(plan: Plan, emit: Emit, gate: StartGate | None) -> None:
     plan = replace(plan, limits=replace(plan.limits, fanout=fanout))
     if workers == 1:
         await run_hosts(plan, emit, gate=gate)
-    else:
+    else:  # imported only here: multiprocessing costs every one-process run ~10 ms
+        from hostbatch.engine.executors.processes import run_sharded
+
         await run_sharded(plan, emit, workers, gate=gate)
 
 
@@ -88,4 +89,4 @@ def _cancelled_from_outside() -> bool:
     return current is not None and current.cancelling() > 0
 
 
-__all__ = ["Emit", "execute", "for_each_host", "run_hosts", "run_sharded", "with_sink"]
+__all__ = ["Emit", "execute", "for_each_host", "run_hosts", "with_sink"]
