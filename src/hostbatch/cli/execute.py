@@ -43,6 +43,7 @@ from hostbatch.cli.options import (
 )
 from hostbatch.cli.recording import RunRecord, SideSink, echo_note, fan_out, operation_text
 from hostbatch.cli.workflow import applied
+from hostbatch.engine import loop as event_loop
 from hostbatch.engine.plan import Plan
 from hostbatch.errors import HostbatchError, UsageError
 from hostbatch.journal import CRASHED, FINISHED, INTERRUPTED
@@ -116,7 +117,7 @@ class StoppableRun:
                     loop.remove_signal_handler(signum)
 
         try:
-            result = asyncio.run(main())
+            result = event_loop.run(main())
         except asyncio.CancelledError:
             if self.stopped is None:
                 raise
