@@ -114,6 +114,7 @@ def _worker_main(plan: Plan, conn: Connection, control: Connection) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
 
+    event_loop.warm_up(plan)
     try:
         event_loop.run(main())
     except asyncio.CancelledError:
