@@ -27,6 +27,7 @@ from hostbatch.cli.common import (
     EXIT_HANGUP,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
+    RunFinished,
     end_broken_pipe,
     exit_code_for,
     is_broken_pipe,
@@ -251,7 +252,7 @@ def finish(
     record.end(code, FINISHED)
     command_path = click.get_current_context().command_path
     echo_note(record.note(results, command_path + " --rerun {run}:failed ..."))
-    raise SystemExit(code)
+    raise RunFinished(code)
 
 
 def execute_command(
