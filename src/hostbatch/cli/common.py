@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -49,25 +48,6 @@ def exit_code_for(results: dict[str, HostResult]) -> int:
     if statuses - {Status.OK}:
         return EXIT_COMMAND_FAILED
     return EXIT_OK
-
-
-class RunFinished(SystemExit):
-    """A run has ended and said everything (summary shown, journal closed): exit with
-    *code*. :func:`run_main` does so without the interpreter's teardown."""
-
-
-def exit_now(code: int) -> NoReturn:
-    """Exit with *code* once stdout and stderr are flushed, skipping the interpreter's
-    teardown: freeing every module and object of a run took ~50 ms of CPU at 10 hosts
-    (bench/coldcpu.py), and nothing is left to clean up after a run. If flushing fails
-    (stdout closed meanwhile), the ordinary exit handles it as before."""
-    logging.shutdown()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        sys.exit(code)
-    os._exit(code)
 
 
 def warn(message: str) -> None:
@@ -120,8 +100,6 @@ def run_main(command: click.Command, prog_name: str) -> NoReturn:
     style (exit 2), a closed stdout quiet (exit 141)."""
     try:
         code = command.main(prog_name=prog_name, standalone_mode=False)
-    except RunFinished as finished:
-        exit_now(finished.code if isinstance(finished.code, int) else EXIT_COMMAND_FAILED)
     except click.exceptions.NoArgsIsHelpError as exc:
         exc.show()
         sys.exit(exc.exit_code)

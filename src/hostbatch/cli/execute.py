@@ -27,7 +27,6 @@ from hostbatch.cli.common import (
     EXIT_HANGUP,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
-    RunFinished,
     end_broken_pipe,
     exit_code_for,
     is_broken_pipe,
@@ -252,7 +251,7 @@ def finish(
     record.end(code, FINISHED)
     command_path = click.get_current_context().command_path
     echo_note(record.note(results, command_path + " --rerun {run}:failed ..."))
-    raise RunFinished(code)
+    raise SystemExit(code)
 
 
 def execute_command(
