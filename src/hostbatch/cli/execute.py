@@ -43,6 +43,8 @@ from hostbatch.cli.options import (
 )
 from hostbatch.cli.recording import RunRecord, SideSink, echo_note, fan_out, operation_text
 from hostbatch.cli.workflow import applied
+from hostbatch.engine import loop as event_loop
+from hostbatch.engine.executors import runs_here
 from hostbatch.engine.plan import Plan
 from hostbatch.errors import HostbatchError, UsageError
 from hostbatch.journal import CRASHED, FINISHED, INTERRUPTED
@@ -116,7 +118,7 @@ class StoppableRun:
                     loop.remove_signal_handler(signum)
 
         try:
-            result = asyncio.run(main())
+            result = event_loop.run(main())
         except asyncio.CancelledError:
             if self.stopped is None:
                 raise
@@ -174,6 +176,7 @@ def run_plan_stoppable(
     )
     if persist is not None and after == AFTER_COMMAND:
         after = AFTER_PERSIST
+    event_loop.warm_up(plan, transports=persist is None and runs_here(plan))
 
     def start(run: StoppableRun) -> Coroutine[Any, Any, dict[str, HostResult]]:
         every = fan_out([record, *side], run.guard(sink))

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from hostbatch.errors import InventoryError, SelectionError
 from hostbatch.inventory import ini, sshconfig
-from hostbatch.inventory import yaml as yaml_loader
 from hostbatch.inventory.patterns import MAX_EXPANSION, Term, clip, count_names, expand, parse_terms
 from hostbatch.inventory.records import LoadResult
 from hostbatch.inventory.resolve import resolve
@@ -59,15 +58,22 @@ def load_source(path: Path, result: LoadResult) -> None:
     if path.is_dir():
         ini.load_folder(path, result)
         for extra in sorted([*path.glob("*.yaml"), *path.glob("*.yml")]):
-            yaml_loader.load_yaml(extra, result)
+            _load_yaml(extra, result)
         if not result.definitions:
             raise InventoryError("inventory folder holds no *.ini or *.yaml file", path=str(path))
     elif path.suffix in (".yaml", ".yml"):
-        yaml_loader.load_yaml(path, result)
+        _load_yaml(path, result)
     elif path.name == "config" or "ssh_config" in path.name:
         sshconfig.load_ssh_config(path, result)
     else:
         ini.load_single_file(path, result)
+
+
+def _load_yaml(path: Path, result: LoadResult) -> None:
+    """YAML files only: PyYAML takes ~20 ms to import, paid by every CLI start otherwise."""
+    from hostbatch.inventory import yaml as yaml_loader
+
+    yaml_loader.load_yaml(path, result)
 
 
 @dataclass(frozen=True)

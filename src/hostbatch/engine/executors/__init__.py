@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from hostbatch.engine.executors.inline import for_each_host, run_hosts
-from hostbatch.engine.executors.processes import run_sharded
 from hostbatch.engine.hostrun import Emit
 from hostbatch.engine.plan import Plan
 from hostbatch.engine.rollout import StartGate, run_rollout
@@ -38,15 +37,26 @@ async def execute(plan: Plan, emit: Emit) -> None:
         await _execute_wave(plan, emit, None)
 
 
-async def _execute_wave(plan: Plan, emit: Emit, gate: StartGate | None) -> None:
+def layout(plan: Plan) -> tuple[int, int]:
+    """(worker processes, hosts at once) for *plan* on this machine: Limits.layout, told
+    whether blocking transports drive most of its hosts."""
     blocking_hosts = sum(is_blocking(plan.transport_for(h)) for h in plan.hosts)
-    workers, fanout = plan.limits.layout(
-        len(plan.hosts), blocking=blocking_hosts * 2 > len(plan.hosts)
-    )
+    return plan.limits.layout(len(plan.hosts), blocking=blocking_hosts * 2 > len(plan.hosts))
+
+
+def runs_here(plan: Plan) -> bool:
+    """Whether :func:`execute` runs *plan*'s hosts in this process (no workers, no Dask)."""
+    return plan.limits.engine == "local" and layout(plan)[0] == 1
+
+
+async def _execute_wave(plan: Plan, emit: Emit, gate: StartGate | None) -> None:
+    workers, fanout = layout(plan)
     plan = replace(plan, limits=replace(plan.limits, fanout=fanout))
     if workers == 1:
         await run_hosts(plan, emit, gate=gate)
-    else:
+    else:  # imported only here: multiprocessing costs every one-process run ~10 ms
+        from hostbatch.engine.executors.processes import run_sharded
+
         await run_sharded(plan, emit, workers, gate=gate)
 
 
@@ -88,4 +98,4 @@ def _cancelled_from_outside() -> bool:
     return current is not None and current.cancelling() > 0
 
 
-__all__ = ["Emit", "execute", "for_each_host", "run_hosts", "run_sharded", "with_sink"]
+__all__ = ["Emit", "execute", "for_each_host", "layout", "run_hosts", "runs_here", "with_sink"]

@@ -26,6 +26,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from hostbatch.engine import loop as event_loop
 from hostbatch.engine.executors.inline import run_hosts
 from hostbatch.engine.hostrun import Emit
 from hostbatch.engine.plan import Plan
@@ -113,8 +114,9 @@ def _worker_main(plan: Plan, conn: Connection, control: Connection) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
 
+    event_loop.warm_up(plan)
     try:
-        asyncio.run(main())
+        event_loop.run(main())
     except asyncio.CancelledError:
         # Stopped: each host's task was cancelled, so its remote command was signalled and
         # its connection closed. Unfinished hosts are the parent's to report.
