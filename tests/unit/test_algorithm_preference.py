@@ -41,6 +41,14 @@ def test_known_host_key_types_are_ordered_cheapest_for_the_server_first() -> Non
     assert len(order) == len(set(order))
 
 
+def test_known_first_leaves_asyncssh_defaults_alone() -> None:
+    certificates = list(asyncssh.public_key.get_default_certificate_algs())
+    asyncssh_._known_first.cache_clear()
+    for known in [("ssh-ed25519",), ("rsa-sha2-256",), ("ecdsa-sha2-nistp256",)]:
+        asyncssh_._known_first(known)
+    assert asyncssh.public_key.get_default_certificate_algs() == certificates
+
+
 def test_unranked_types_keep_their_order_after_ranked_ones() -> None:
     names = ["ssh-ed448", "ssh-rsa", "sk-ssh-ed25519@openssh.com", "ssh-ed25519"]
     ranked = sorted(names, key=hostkeys.server_cost_rank)

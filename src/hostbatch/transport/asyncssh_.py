@@ -201,8 +201,11 @@ def _known_first(known: tuple[str, ...]) -> tuple[str, ...]:
     asyncssh's other default host key algorithms (once per key-type set: every connection
     asks)."""
     known = tuple(sorted(known, key=hostkeys.server_cost_rank))
-    defaults = asyncssh.public_key.get_default_certificate_algs()
-    defaults += asyncssh.public_key.get_default_public_key_algs()
+    # a new list: asyncssh returns its own module-level lists (+= grew them on every call)
+    defaults = [
+        *asyncssh.public_key.get_default_certificate_algs(),
+        *asyncssh.public_key.get_default_public_key_algs(),
+    ]
     return known + tuple(name for alg in defaults if (name := alg.decode()) not in known)
 
 
