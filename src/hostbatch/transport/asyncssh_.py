@@ -61,6 +61,19 @@ _budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore
 # builds three cipher contexts per packet (bench/fanout.py profile: 28% of client CPU).
 # The rest of asyncssh's default list follows, so any server still negotiates.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+# Key exchange: the ML-KEM hybrids (post-quantum) first, then curve25519, the cheapest
+# safe kex an OpenSSH 9.2 server offers (bench/algorithms.py: sntrup761x25519 costs sshd
+# ~12 ms more per login; ecdh-sha2-nistp256 ~4 ms less, but NIST curves are not preferred;
+# DH group16 about the same for sshd and ~5 ms more for us). asyncssh's own order today,
+# pinned so that no release puts another ahead. Its other defaults follow, so any server
+# still negotiates.
+PREFERRED_KEX = (
+    "mlkem768x25519-sha256",
+    "mlkem768nistp256-sha256",
+    "mlkem1024nistp384-sha384",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+)
 CLOSE_TIMEOUT = 2.0
 # A close or reset before the key exchange ended: sshd's MaxStartups drops connections
 # right after accept (asyncssh reports EOF as ConnectionLost; a reset is an OSError).
@@ -88,6 +101,14 @@ def _cipher_preference() -> list[str]:
         preferred = [c for c in PREFERRED_CIPHERS if c in supported]
         _ciphers.extend(preferred + [c for c in supported if c not in preferred])
     return _ciphers
+
+
+@functools.cache
+def _kex_preference() -> list[str]:
+    """PREFERRED_KEX that this asyncssh supports, then its other default kex algorithms."""
+    supported = [name.decode() for name in asyncssh.kex.get_default_kex_algs()]
+    preferred = [alg for alg in PREFERRED_KEX if alg in supported]
+    return preferred + [alg for alg in supported if alg not in preferred]
 
 
 def _read_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
@@ -176,10 +197,15 @@ def _host_key_algorithms(path: Path, host: str, port: int) -> list[str] | None:
 
 @functools.lru_cache(maxsize=64)
 def _known_first(known: tuple[str, ...]) -> tuple[str, ...]:
-    """*known*, then asyncssh's other default host key algorithms (once per key-type set:
-    every connection asks)."""
-    defaults = asyncssh.public_key.get_default_certificate_algs()
-    defaults += asyncssh.public_key.get_default_public_key_algs()
+    """*known*, the cheapest for the server first (hostkeys.SERVER_CHEAPEST_FIRST), then
+    asyncssh's other default host key algorithms (once per key-type set: every connection
+    asks)."""
+    known = tuple(sorted(known, key=hostkeys.server_cost_rank))
+    # a new list: asyncssh returns its own module-level lists (+= grew them on every call)
+    defaults = [
+        *asyncssh.public_key.get_default_certificate_algs(),
+        *asyncssh.public_key.get_default_public_key_algs(),
+    ]
     return known + tuple(name for alg in defaults if (name := alg.decode()) not in known)
 
 
@@ -388,6 +414,7 @@ class AsyncsshTransport:
             "keepalive_interval": self.options.keepalive,
             "login_timeout": self.options.connect_timeout,
             "encryption_algs": _cipher_preference(),
+            "kex_algs": _kex_preference(),
         }
         if self.options.host_keys == "off":
             kwargs["known_hosts"] = None

@@ -21,6 +21,31 @@ from pathlib import Path
 from hostbatch.logs import logger
 
 MARKERS = ("@cert-authority", "@revoked")
+# Host key (signature) algorithms by what one login's signature costs an OpenSSH server,
+# cheapest first (bench/algorithms.py): an RSA-3072 signature costs sshd 9.2 ~1.5-2.5 ms
+# more per login (ssh-keygen -Y sign: ~4 ms more); ed25519 and ECDSA P-256 are within
+# the noise of each other, so OpenSSH's own order stands. A host with keys of several types
+# known is asked for the cheapest of them first; each is a trusted key, so nothing is
+# weakened. "ssh-rsa" also names RSA key lines.
+SERVER_CHEAPEST_FIRST = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+    "ssh-rsa",
+)
+
+
+def server_cost_rank(algorithm: str) -> int:
+    """Sort key for host key algorithms or key types: cheapest for the server first,
+    those :data:`SERVER_CHEAPEST_FIRST` does not name last (a stable sort keeps their
+    order)."""
+    try:
+        return SERVER_CHEAPEST_FIRST.index(algorithm)
+    except ValueError:
+        return len(SERVER_CHEAPEST_FIRST)
 
 
 def host_token(host: str, port: int) -> str:

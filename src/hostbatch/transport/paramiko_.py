@@ -135,6 +135,12 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         raise HostKeyError(hostkeys.unknown_message(name, port, path), host=self.host.name)
 
 
+def _key_type(line: str) -> str:
+    """The key type of a known_hosts line (``ssh-ed25519``, ``ssh-rsa``...), "" if none."""
+    fields = line.split()
+    return fields[1] if len(fields) > 1 else ""
+
+
 def trust_known_keys(client: paramiko.SSHClient, host: Host, options: ConnectOptions) -> None:
     """Give *client* the known_hosts keys for *host* only (policy 'off': none), and the
     policy for the keys it does not know. Only the host's own lines are parsed."""
@@ -143,7 +149,10 @@ def trust_known_keys(client: paramiko.SSHClient, host: Host, options: ConnectOpt
         return
     token = hostkeys.host_token(host.hostname, host.port)
     path = options.known_hosts_path
-    for line in hostkeys.key_lines(path, host.hostname, host.port):
+    # paramiko asks for the type of the first key it holds for the host: the cheapest for
+    # the server (hostkeys.SERVER_CHEAPEST_FIRST), whatever the file's order
+    lines = hostkeys.key_lines(path, host.hostname, host.port)
+    for line in sorted(lines, key=lambda line: hostkeys.server_cost_rank(_key_type(line))):
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
         except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError) as exc:
