@@ -52,7 +52,7 @@ import secrets
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hostbatch.errors import CommandTimeout
+from hostbatch.errors import CommandTimeout, HostbatchError
 from hostbatch.logs import logger
 from hostbatch.models import Stream
 from hostbatch.transport.base import (
@@ -236,19 +236,26 @@ class ResidentShell:
         """Start the shell; False when it did not answer as PROGRAM does."""
         token = secrets.token_hex(16)
         captured = bytearray()
-        self.exchange = Exchange(token, lambda stream, data: captured.extend(data))
-        self.process = await starter.start(PROGRAM.replace("TOKEN", token), self._route)
-        self.ended = asyncio.ensure_future(self.process.finished())
-        self.ended.add_done_callback(lambda f: f.cancelled() or f.exception())
-        marked = asyncio.ensure_future(self.exchange.done.wait())
+        exchange = self.exchange = Exchange(token, lambda stream, data: captured.extend(data))
         try:
-            await asyncio.wait(
-                {self.ended, marked}, timeout=START_TIMEOUT, return_when="FIRST_COMPLETED"
-            )
+            self.process = await starter.start(PROGRAM.replace("TOKEN", token), self._route)
+            self.ended = asyncio.ensure_future(self.process.finished())
+            self.ended.add_done_callback(lambda f: f.cancelled() or f.exception())
+            marked = asyncio.ensure_future(exchange.done.wait())
+            try:
+                await asyncio.wait(
+                    {self.ended, marked}, timeout=START_TIMEOUT, return_when="FIRST_COMPLETED"
+                )
+            finally:
+                marked.cancel()
+        except HostbatchError:
+            pass  # no channel: sessions it is
+        except BaseException:  # cancelled while starting: leave no shell behind
+            await asyncio.shield(self.kill())
+            raise
         finally:
-            marked.cancel()
-        ready = self.exchange.done.is_set() and self.exchange.result() == (0, "R")
-        self.exchange = None
+            self.exchange = None
+        ready = exchange.done.is_set() and exchange.result() == (0, "R")
         if not ready or captured:
             logger.debug("%s: no resident shell (%r)", self.host, bytes(captured[:200]))
             await self.kill()
@@ -370,7 +377,10 @@ class ResidentTransport:
         def keep(stream: Stream, data: bytes) -> None:
             printed.extend(data if stream == "stdout" else b"")
 
-        status = await self.inner.run('echo "$SHELL"', keep, START_TIMEOUT)
+        try:
+            status = await self.inner.run('echo "$SHELL"', keep, START_TIMEOUT)
+        except HostbatchError:  # the command itself will meet the same trouble, if lasting
+            return False
         name = posixpath.basename(printed.decode("utf-8", "replace").strip())
         return status == 0 and name in SHELLS
 
