@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,11 +141,23 @@ def runner(
     return Runner(verbose_sshd, inventory(verbose_sshd, tmp_path / "inv.ini", ("h1",)))
 
 
+def settle(server: OpenSSHServer, warm_true: Callable[[], bool]) -> None:
+    """Log in, then wait until the resident shell (started in the background after the
+    connection's first command) runs commands: a warm ``true`` that opens no session."""
+
+    def no_new_session() -> bool:
+        before = sessions(server)
+        assert warm_true()
+        return sessions(server) == before
+
+    assert warm_true()
+    wait_until(no_new_session, "the resident shell to take commands")
+
+
 def test_warm_runs_through_the_resident_shell_equal_cold_runs(
     verbose_sshd: OpenSSHServer, runner: Runner
 ) -> None:
-    for _ in range(2):  # log in, then start the resident shell (second command)
-        assert runner.warm("true").exit_status == 0
+    settle(verbose_sshd, lambda: runner.warm("true").exit_status == 0)
     retired = False
     for case in CASES:
         cold = runner.cold(case.command)
@@ -162,8 +175,7 @@ def test_warm_runs_through_the_resident_shell_equal_cold_runs(
 def test_switched_off_and_for_stdin_it_uses_sessions(
     verbose_sshd: OpenSSHServer, runner: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for _ in range(2):
-        assert runner.warm("true").exit_status == 0
+    settle(verbose_sshd, lambda: runner.warm("true").exit_status == 0)
     before = sessions(verbose_sshd)
     assert runner.warm("echo a").stdout == b"a\n"
     assert sessions(verbose_sshd) == before  # the resident shell ran it
@@ -178,15 +190,23 @@ def test_switched_off_and_for_stdin_it_uses_sessions(
     assert ran.stdout == b"from stdin\n" and sessions(verbose_sshd) == before + 2
 
 
+def cli_settled(server: OpenSSHServer, env: Env, tmp_path: Path) -> tuple[str, ...]:
+    """``hostbatch run`` arguments for h1, its resident shell running commands."""
+    args = (*common(server, inventory(server, tmp_path / "inv.ini", ("h1",))), "-h", "h1")
+    settle(
+        server,
+        lambda: run_cli("run", *args, "--persist", "--", "true", env=env).returncode == 0,
+    )
+    return args
+
+
 def test_live_output_arrives_before_the_command_ends(
-    sshd: OpenSSHServer,
+    verbose_sshd: OpenSSHServer,
     agent_env: Env,  # noqa: F811
     tmp_path: Path,
     sshd_remote_dir: Path,
 ) -> None:
-    args = (*common(sshd, inventory(sshd, tmp_path / "inv.ini", ("h1",))), "-h", "h1")
-    for _ in range(2):
-        assert run_cli("run", *args, "--persist", "--", "true", env=agent_env).returncode == 0
+    args = cli_settled(verbose_sshd, agent_env, tmp_path)
     marker = sshd_remote_dir / "go"
     command = f"echo first-line; while [ ! -e {marker} ]; do sleep 0.05; done; echo second"
     argv = cli_argv("run", *args, "--persist", "--", command)
@@ -210,19 +230,18 @@ def _remote_gone(text: bytes) -> bool:
 
 @pytest.mark.parametrize("how", ["timeout", "ctrl-c"])
 def test_timeout_and_ctrl_c_kill_the_remote_tree_and_the_next_run_works(
-    sshd: OpenSSHServer,
+    verbose_sshd: OpenSSHServer,
     agent_env: Env,  # noqa: F811
     tmp_path: Path,
     sshd_remote_dir: Path,
     how: str,
 ) -> None:
-    args = (*common(sshd, inventory(sshd, tmp_path / "inv.ini", ("h1",))), "-h", "h1")
-    for _ in range(2):
-        assert run_cli("run", *args, "--persist", "--", "true", env=agent_env).returncode == 0
+    args = cli_settled(verbose_sshd, agent_env, tmp_path)
     started = sshd_remote_dir / "started"
     seconds = 418 if how == "timeout" else 419
     command = f"sleep {seconds} & sleep {seconds}; touch {started}-never"
     command = f"touch {started}; {command}"
+    before = sessions(verbose_sshd)
     if how == "timeout":
         began = time.monotonic()
         result = run_cli("run", *args, "--persist", "--timeout", "1", "--", command, env=agent_env)
@@ -243,5 +262,6 @@ def test_timeout_and_ctrl_c_kill_the_remote_tree_and_the_next_run_works(
     # both sleeps (the foreground one and the one in the background) are gone
     wait_until(lambda: _remote_gone(f"sleep {seconds}".encode()), "the remote sleeps to end")
     assert not Path(f"{started}-never").exists()
+    assert sessions(verbose_sshd) == before  # it ran in the resident shell
     again = run_cli("run", *args, "--persist", "--", "echo still-works", env=agent_env)
     assert again.returncode == 0 and "h1 | still-works" in again.stdout

@@ -37,8 +37,10 @@ be the resident shell's pid), a NUL or a trailing backslash; a login shell other
 (``$SHELL`` is asked once per connection: bash, csh, fish, ... differ in how ``eval``, traps
 and error messages behave, and only dash's was proven equal); no ``/proc``; transports
 without :class:`~hostbatch.transport.base.StartsProcesses` (paramiko, devices); and the
-first command on a connection. ``HOSTBATCH_RESIDENT=0`` in the client's environment turns
-it off for a run (benchmarks compare both).
+first command on a connection (the shell is started in the background after it, while
+the agent waits for the next run; a command arriving meanwhile takes a session).
+``HOSTBATCH_RESIDENT=0`` in the client's environment turns it off for a run (benchmarks
+compare both).
 """
 
 from __future__ import annotations
@@ -325,6 +327,7 @@ class ResidentTransport:
         self._lock = asyncio.Lock()
         self._commands = 0
         self._posix: bool | None = None  # the login shell is one we can use
+        self._warming: asyncio.Future[None] | None = None
 
     def alive(self) -> bool:
         check = getattr(self.inner, "alive", None)
@@ -342,6 +345,12 @@ class ResidentTransport:
         stdin: StdinSource | None = None,
     ) -> int:
         self._commands += 1
+        if self._commands == 1:  # a session, then the shell starts while the agent idles
+            try:
+                return await self.inner.run(command, output, timeout, stdin=stdin)
+            finally:
+                if enabled() and self._warming is None:
+                    self._warming = asyncio.ensure_future(self._warm_up())
         if stdin is not None or not enabled() or not eligible(command) or self._lock.locked():
             return await self.inner.run(command, output, timeout, stdin=stdin)
         async with self._lock:
@@ -353,12 +362,19 @@ class ResidentTransport:
             return await self.inner.run(command, output, timeout)
         return status
 
+    async def _warm_up(self) -> None:
+        """Start the shell in the background after the connection's first command (a
+        command meanwhile takes a session rather than waiting)."""
+        with contextlib.suppress(Exception):
+            async with self._lock:
+                await self._resident()
+
     async def _resident(self) -> ResidentShell | None:
-        """The connection's shell, started when missing (not for its first command)."""
+        """The connection's shell, started when missing (not before its first command)."""
         if self._shell is not None and self._shell.usable():
             return self._shell
         await self._drop()
-        if self._commands < 2 or self._posix is False:
+        if self._commands < 1 or self._posix is False:
             return None
         if self._posix is None:
             self._posix = await self._login_shell_is_posix()
@@ -415,6 +431,10 @@ class ResidentTransport:
         await self.inner.remove(remote)
 
     async def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(BaseException):
+                await self._warming
         with contextlib.suppress(Exception):
             await self._drop()
         await self.inner.close()
