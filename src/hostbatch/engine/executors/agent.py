@@ -2,7 +2,9 @@
 
 ``hostbatch run|put|get --persist [DURATION]`` hands its Plan to the agent over a Unix
 socket and gets the events back; the agent runs the plan inline over its warm connections
-(:class:`WarmPool`), so a later command on the same hosts makes no new login.
+(:class:`WarmPool`), so a later command on the same hosts makes no new login. Warm
+connections run plain commands in a resident shell, no session each
+(:mod:`hostbatch.engine.resident`; ``HOSTBATCH_RESIDENT=0`` in the client's env: off).
 
 Socket: ``$XDG_RUNTIME_DIR/hostbatch/agent.sock`` (else ``/tmp/hostbatch-<uid>/``), the
 directory 0700, the socket 0600; the agent reads the peer's uid with SO_PEERCRED and
