@@ -37,6 +37,7 @@ from hostbatch.transport.base import (
     ConnectOptions,
     OutputSink,
     ProgressSink,
+    RemoteProcess,
     RemoteStat,
     StdinSource,
 )
@@ -587,6 +588,14 @@ class AsyncsshTransport:
             process.close()
             await asyncio.wait_for(process.wait_closed(), CLOSE_TIMEOUT)
 
+    async def start(self, command: str, output: OutputSink) -> RemoteProcess:
+        """*command* with its stdin left open (engine/resident.py's shell)."""
+        try:
+            process = await self.conn.create_process(command, encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectError(f"cannot start command: {exc}", host=self.host.name) from None
+        return _Process(self, process, output)
+
     async def _sftp(self) -> asyncssh.SFTPClient:
         if self._sftp_client is None:
             try:
@@ -703,3 +712,54 @@ class AsyncsshTransport:
         if self._lease is not None:
             self._lease.release()
             self._lease = None
+
+
+class _Process:
+    """A started command (RemoteProcess) whose output is pumped to a sink as it comes."""
+
+    def __init__(
+        self,
+        transport: AsyncsshTransport,
+        process: asyncssh.SSHClientProcess[bytes],
+        output: OutputSink,
+    ) -> None:
+        self._transport = transport
+        self._process = process
+        self._pumps = asyncio.ensure_future(
+            asyncio.gather(
+                self._pump(process.stdout, "stdout", output),
+                self._pump(process.stderr, "stderr", output),
+            )
+        )
+
+    @staticmethod
+    async def _pump(reader: asyncssh.SSHReader[bytes], stream: str, output: OutputSink) -> None:
+        while chunk := await reader.read(READ_SIZE):
+            output("stdout" if stream == "stdout" else "stderr", chunk)
+
+    def write(self, data: bytes) -> None:
+        with contextlib.suppress(asyncssh.Error, OSError):
+            self._process.stdin.write(data)
+
+    def running(self) -> bool:
+        return not self._pumps.done()
+
+    async def finished(self) -> int:
+        name = self._transport.host.name
+        try:
+            await asyncio.shield(self._pumps)
+            completed = await self._process.wait(check=False)
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectionLost(f"connection lost during command: {exc}", host=name) from None
+        if completed.exit_status is not None and completed.exit_status >= 0:
+            return completed.exit_status
+        if completed.exit_signal:
+            number = getattr(signal, f"SIG{completed.exit_signal[0]}", None)
+            return 128 + int(number) if number is not None else 255
+        raise ConnectionLost("connection lost during command (no exit status)", host=name)
+
+    async def terminate(self) -> None:
+        await self._transport._terminate(self._process)
+        self._pumps.cancel()
+        with contextlib.suppress(BaseException):
+            await self._pumps

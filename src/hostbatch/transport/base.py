@@ -137,6 +137,33 @@ class SharesJumps(Protocol):
         """Use *hub* for this host's jump hosts; called before connect()."""
 
 
+class RemoteProcess(Protocol):
+    """A command started with its stdin left open (the agent's resident shell): its
+    stdout/stderr go to the *output* sink given to :meth:`StartsProcesses.start` as they
+    arrive."""
+
+    def write(self, data: bytes) -> None:
+        """Queue *data* for the command's stdin."""
+
+    def running(self) -> bool:
+        """False once both output streams have ended (the channel is done)."""
+
+    async def finished(self) -> int:
+        """Wait until the output has ended; the exit status as :meth:`Transport.run`
+        gives it (128+n for a signal). Raises ConnectionLost."""
+
+    async def terminate(self) -> None:
+        """Signal the command as a timed out run does (TERM, KILL), close the channel."""
+
+
+@runtime_checkable
+class StartsProcesses(Protocol):
+    """A transport that can start a command and keep talking to it (asyncssh)."""
+
+    async def start(self, command: str, output: OutputSink) -> RemoteProcess:
+        """Start *command*; raises ConnectError when the channel cannot be opened."""
+
+
 class TransportFactory(Protocol):
     """A transport class: ``factory(host, options)`` gives one host's Transport."""
 

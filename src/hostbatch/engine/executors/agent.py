@@ -2,7 +2,9 @@
 
 ``hostbatch run|put|get --persist [DURATION]`` hands its Plan to the agent over a Unix
 socket and gets the events back; the agent runs the plan inline over its warm connections
-(:class:`WarmPool`), so a later command on the same hosts makes no new login.
+(:class:`WarmPool`), so a later command on the same hosts makes no new login. Warm
+connections run plain commands in a resident shell, no session each
+(:mod:`hostbatch.engine.resident`; ``HOSTBATCH_RESIDENT=0`` in the client's env: off).
 
 Socket: ``$XDG_RUNTIME_DIR/hostbatch/agent.sock`` (else ``/tmp/hostbatch-<uid>/``), the
 directory 0700, the socket 0600; the agent reads the peer's uid with SO_PEERCRED and
@@ -50,6 +52,7 @@ from hostbatch.engine.executors.inline import run_hosts
 from hostbatch.engine.hostrun import Emit
 from hostbatch.engine.plan import Plan
 from hostbatch.engine.pool import Connector, Factory, Shared, TransportPool, connected
+from hostbatch.engine.resident import SWITCH, resident
 from hostbatch.engine.rollout import run_rollout
 from hostbatch.errors import HostbatchError
 from hostbatch.logs import redact
@@ -63,7 +66,7 @@ HEADER = struct.Struct("!I")
 MAX_FRAME = 1 << 30
 START_WAIT = 15.0  # seconds the CLI waits for a new agent's socket
 CANCEL_WAIT = 10.0  # seconds the CLI waits for a cancelled run's clean-up in the agent
-ENV_PASSED = ("HOME", "SSH_AUTH_SOCK")  # the client's, applied while its run goes on
+ENV_PASSED = ("HOME", "SSH_AUTH_SOCK", SWITCH)  # the client's, applied while its run goes on
 REFUSED = "refused: this agent serves only its own user"
 PROTOCOL = 1  # with hostbatch's version: a run's plan is only handed to the same code
 
@@ -204,7 +207,7 @@ class WarmPool:
                 await self.discard(key)
                 warm = None
             if warm is None:
-                transport = await connected(factory(host), connect)
+                transport = resident(await connected(factory(host), connect), host.name)
                 self.logins += 1
                 warm = self.warm[key] = Warm(host, transport, time.time(), time.monotonic())
                 reconnected = key in self.ever
