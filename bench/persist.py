@@ -9,7 +9,10 @@ address per host). Usage::
 
 Each step is one whole CLI process, timed from spawn to exit. hostbatch
 (``hostbatch run -i INV -h all -- true``): cold runs (every host connects and logs in), the
-first ``--persist`` run (starts the agent, logs in), then warm ``--persist`` runs. Ansible
+first ``--persist`` run (starts the agent, logs in), one untimed ``--persist`` run (after a
+connection's first command its resident shell starts), then warm ``--persist`` runs, and
+warm ones with ``HOSTBATCH_RESIDENT=0`` (a session per command, the agent's path without
+the resident shell). Ansible
 (``ansible all -i INV -m raw -a true -f FORKS`` with ``ansible_ssh_args='-o ControlMaster=auto
 -o ControlPersist=10m -o ControlPath=DIR/%C'``, host keys checked strictly against the
 fleet's known_hosts): one first run that opens a ControlMaster per host, then warm runs
@@ -165,20 +168,26 @@ def _hostbatch_ok(stdout: str, stderr: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _hostbatch_arms(work: Path, fleet: SshdFleet, hosts: int) -> tuple[Arm, Arm]:
-    """(cold run, --persist run)."""
+def _hostbatch_arms(work: Path, fleet: SshdFleet, hosts: int) -> tuple[Arm, Arm, Arm]:
+    """(cold run, --persist run, --persist run with a session per command)."""
     runtime = work / "runtime"
     runtime.mkdir(mode=0o700)
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
     env["HOSTBATCH_JOURNAL"] = str(work / "journal.sqlite")  # runs are journaled
     env.pop("HOSTBATCH_PERSIST", None)
+    env.pop("HOSTBATCH_RESIDENT", None)
     inventory = _inventory(fleet, hosts, work / "inventory.ini")
     base = [sys.executable, "-m", "hostbatch", "run", "-i", str(inventory)]
     base += ["--ssh-config", "", "--known-hosts", str(fleet.known_hosts), "-h", "all"]
     agent = lambda: _agent_cpu(env)  # noqa: E731
     cold = Arm("hostbatch run", [*base, "--", COMMAND], env, _hostbatch_ok, agent)
     persist = [*base, "--persist", "--", COMMAND]
-    return cold, Arm("hostbatch run --persist", persist, env, _hostbatch_ok, agent)
+    sessions = {**env, "HOSTBATCH_RESIDENT": "0"}  # the agent's old path: a session each
+    return (
+        cold,
+        Arm("hostbatch run --persist", persist, env, _hostbatch_ok, agent),
+        Arm("--persist, sessions", persist, sessions, _hostbatch_ok, agent),
+    )
 
 
 # -- Ansible over ControlPersist ------------------------------------------------------------
@@ -309,6 +318,7 @@ class Steps:
     cold: list[dict[str, Any]]
     first: list[dict[str, Any]]
     warm: list[dict[str, Any]]
+    sessions: list[dict[str, Any]]
     ansible_first: list[dict[str, Any]]
     ansible_warm: dict[int, list[dict[str, Any]]]
     masters: str = ""
@@ -317,10 +327,11 @@ class Steps:
 def _measure(
     args: argparse.Namespace, work: Path, fleet: SshdFleet, stack: contextlib.ExitStack
 ) -> Steps:
-    cold_arm, persist_arm = _hostbatch_arms(work, fleet, args.hosts)
-    steps = Steps([], [], [], [], {})
+    cold_arm, persist_arm, sessions_arm = _hostbatch_arms(work, fleet, args.hosts)
+    steps = Steps([], [], [], [], [], {})
     steps.cold = [_step(cold_arm, fleet, args.hosts) for _ in range(args.repeat)]
     steps.first = [_step(persist_arm, fleet, args.hosts)]
+    _step(persist_arm, fleet, 0)  # not timed: a connection's resident shell starts after it
     ansible = _ansible_executable()
     skipped = _ansible_missing()
     arms: dict[int, Arm] = {}
@@ -336,12 +347,14 @@ def _measure(
     else:
         steps.masters = f"Ansible skipped: {skipped}"
         print(steps.masters, file=sys.stderr)
-    arms_in_round: list[int | None] = [None, *arms]  # None: hostbatch --persist
+    arms_in_round: list[int | None] = [None, 0, *arms]  # None: --persist, 0: its sessions
     for round_ in range(args.repeat):
         shift = round_ % len(arms_in_round)
         for forks in arms_in_round[shift:] + arms_in_round[:shift]:
             if forks is None:
                 steps.warm.append(_step(persist_arm, fleet, 0))
+            elif forks == 0:
+                steps.sessions.append(_step(sessions_arm, fleet, 0))
             else:
                 steps.ansible_warm[forks].append(_step(arms[forks], fleet, 0))
     if arms:
@@ -364,6 +377,10 @@ def _report(args: argparse.Namespace, steps: Steps) -> str:
         _row(f"cold `hostbatch run` ×{repeat}", steps.cold),
         _row("first `--persist` run (starts the agent)", steps.first),
         _row(f"warm `--persist` run ×{repeat}", steps.warm),
+        _row(
+            f"warm `--persist`, session per command (HOSTBATCH_RESIDENT=0) ×{repeat}",
+            steps.sessions,
+        ),
         _row(f"first `ansible -f {forks}` run (opens the ControlMasters)", steps.ansible_first),
         *(
             _row(f"warm `ansible -f {each}` run (ControlPersist) ×{repeat}", warm)
@@ -373,7 +390,7 @@ def _report(args: argparse.Namespace, steps: Steps) -> str:
         f"last summaries: cold `{steps.cold[-1]['summary']}`; warm `{steps.warm[-1]['summary']}`",
         f"{steps.masters}.",
     ]
-    every = [*steps.cold, *steps.first, *steps.warm, *steps.ansible_first]
+    every = [*steps.cold, *steps.first, *steps.warm, *steps.sessions, *steps.ansible_first]
     every += [step for warm in steps.ansible_warm.values() for step in warm]
     for step in every:
         if "tail" in step:

@@ -29,3 +29,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
     touch "$stamp"
 fi
+# An editable install has no bytecode, and some environments set PYTHONDONTWRITEBYTECODE:
+# then every hostbatch start compiles ~100 modules again (about 0.1 s of CPU). A wheel
+# install compiles at install time; do the same for the source tree (changed files only).
+.venv/bin/python -m compileall -q src >/dev/null
