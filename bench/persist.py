@@ -335,6 +335,8 @@ def _measure(
     ansible = _ansible_executable()
     skipped = _ansible_missing()
     arms: dict[int, Arm] = {}
+    if not args.ansible_forks:
+        skipped = "not asked for (--ansible-forks '')"
     if skipped is None and ansible is not None:
         stack.enter_context(_masters_closed(work / "cp"))
         arm = _ansible_arm(work, fleet, args.hosts, args.ansible_forks[0], ansible)
@@ -363,7 +365,7 @@ def _measure(
 
 
 def _report(args: argparse.Namespace, steps: Steps) -> str:
-    repeat, forks = args.repeat, args.ansible_forks[0]
+    repeat, forks = args.repeat, (args.ansible_forks or [0])[0]
     lines = [
         f"# --persist and Ansible ControlPersist: {args.hosts} hosts, `{COMMAND}`, "
         "whole CLI process timed",
@@ -381,7 +383,16 @@ def _report(args: argparse.Namespace, steps: Steps) -> str:
             f"warm `--persist`, session per command (HOSTBATCH_RESIDENT=0) ×{repeat}",
             steps.sessions,
         ),
-        _row(f"first `ansible -f {forks}` run (opens the ControlMasters)", steps.ansible_first),
+        *(
+            [
+                _row(
+                    f"first `ansible -f {forks}` run (opens the ControlMasters)",
+                    steps.ansible_first,
+                )
+            ]
+            if steps.ansible_first
+            else []
+        ),
         *(
             _row(f"warm `ansible -f {each}` run (ControlPersist) ×{repeat}", warm)
             for each, warm in steps.ansible_warm.items()
@@ -407,7 +418,8 @@ def main() -> int:
         "--ansible-forks",
         type=lambda text: [int(part) for part in text.split(",") if part.strip()],
         default=ANSIBLE_FORKS,
-        help="ansible -f (default 50); a comma list runs a warm Ansible run for each",
+        help="ansible -f (default 50); a comma list runs a warm Ansible run for each; "
+        "'' leaves Ansible out",
     )
     args = parser.parse_args()
     with (

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hostbatch import logs
+from hostbatch.engine import loop as event_loop
 from hostbatch.engine.executors.inline import run_hosts
 from hostbatch.engine.hostrun import Emit
 from hostbatch.engine.plan import Plan
@@ -476,7 +478,8 @@ def serve_forever(idle: float) -> None:
         path = directory / SOCKET_NAME
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # left by an agent that was killed
-        asyncio.run(Agent(path, idle).serve())
+        logs.configure(None)  # library loggers silent (and cheap: asyncssh logs every packet)
+        event_loop.run(Agent(path, idle).serve())
     finally:
         os.close(fd)
 
