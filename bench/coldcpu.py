@@ -41,6 +41,7 @@ from common import (
     sshd_fleet,
     wait_measured,
 )
+from persist import _inventory
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,6 @@ def _arm(text: str) -> Arm:
         raise SystemExit(f"--arm {text}: want LABEL=SRC[,NAME=VALUE...], SRC holding hostbatch/")
     env = dict(pair.split("=", 1) for pair in pairs)
     return Arm(label, Path(src).resolve(), env)
-
-
-def _inventory(fleet: SshdFleet, hosts: int, path: Path) -> Path:
-    path.write_text(
-        "".join(
-            f"[{t['name']}]\nhostname = {t['hostname']}\nport = {t['port']}\n"
-            f"username = {t['username']}\nkey_file = {t['key_file']}\n\n"
-            for t in fleet.targets(hosts)
-        )
-    )
-    return path
 
 
 def _one(argv: list[str], env: dict[str, str], fleet: SshdFleet, timeout: float) -> Run:
