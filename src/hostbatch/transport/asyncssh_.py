@@ -31,7 +31,7 @@ from hostbatch.errors import (
     StartupDropped,
     TransportError,
 )
-from hostbatch.models import Host
+from hostbatch.models import Host, Stream
 from hostbatch.transport import hostkeys
 from hostbatch.transport.base import (
     ConnectOptions,
@@ -93,23 +93,21 @@ _keys_loading: weakref.WeakKeyDictionary[
 _known_cache: dict[tuple[str, float], asyncssh.SSHKnownHosts] = {}
 
 
-_ciphers: list[str] = []
+def _ahead(preferred: tuple[str, ...], defaults: list[bytes]) -> list[str]:
+    """The *preferred* algorithms this asyncssh supports, then its other *defaults*."""
+    supported = [name.decode() for name in defaults]
+    ahead = [alg for alg in preferred if alg in supported]
+    return ahead + [alg for alg in supported if alg not in ahead]
 
 
+@functools.cache
 def _cipher_preference() -> list[str]:
-    if not _ciphers:
-        supported = [name.decode() for name in asyncssh.encryption.get_default_encryption_algs()]
-        preferred = [c for c in PREFERRED_CIPHERS if c in supported]
-        _ciphers.extend(preferred + [c for c in supported if c not in preferred])
-    return _ciphers
+    return _ahead(PREFERRED_CIPHERS, asyncssh.encryption.get_default_encryption_algs())
 
 
 @functools.cache
 def _kex_preference() -> list[str]:
-    """PREFERRED_KEX that this asyncssh supports, then its other default kex algorithms."""
-    supported = [name.decode() for name in asyncssh.kex.get_default_kex_algs()]
-    preferred = [alg for alg in PREFERRED_KEX if alg in supported]
-    return preferred + [alg for alg in supported if alg not in preferred]
+    return _ahead(PREFERRED_KEX, asyncssh.kex.get_default_kex_algs())
 
 
 def _read_key(path: str, passphrase: str | None, host: str) -> asyncssh.SSHKey:
@@ -565,19 +563,8 @@ class AsyncsshTransport:
                     await feeder
 
     async def _collect(self, process: asyncssh.SSHClientProcess[bytes], output: OutputSink) -> int:
-        async def pump(reader: asyncssh.SSHReader[bytes], stream: str) -> None:
-            while chunk := await reader.read(READ_SIZE):
-                output("stdout" if stream == "stdout" else "stderr", chunk)
-
-        await asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
-        completed = await process.wait(check=False)
-        if completed.exit_status is not None and completed.exit_status >= 0:
-            return completed.exit_status
-        if completed.exit_signal:
-            signame = completed.exit_signal[0]
-            number = getattr(signal, f"SIG{signame}", None)
-            return 128 + int(number) if number is not None else 255
-        raise ConnectionLost("connection lost during command (no exit status)", host=self.host.name)
+        await _pumped(process, output)
+        return _exit_code(await process.wait(check=False), self.host.name)
 
     async def _terminate(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
         """Ask the server to signal the command, then close the channel."""
@@ -714,6 +701,27 @@ class AsyncsshTransport:
             self._lease = None
 
 
+async def _pumped(process: asyncssh.SSHClientProcess[bytes], output: OutputSink) -> None:
+    """Pass the command's stdout and stderr to *output* as they come, until both end."""
+
+    async def pump(reader: asyncssh.SSHReader[bytes], stream: Stream) -> None:
+        while chunk := await reader.read(READ_SIZE):
+            output(stream, chunk)
+
+    await asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
+
+
+def _exit_code(completed: asyncssh.SSHCompletedProcess, host: str) -> int:
+    """The exit status as Transport.run gives it: 128+n for a signal; ConnectionLost
+    when the server sent neither."""
+    if completed.exit_status is not None and completed.exit_status >= 0:
+        return completed.exit_status
+    if completed.exit_signal:
+        number = getattr(signal, f"SIG{completed.exit_signal[0]}", None)
+        return 128 + int(number) if number is not None else 255
+    raise ConnectionLost("connection lost during command (no exit status)", host=host)
+
+
 class _Process:
     """A started command (RemoteProcess) whose output is pumped to a sink as it comes."""
 
@@ -725,17 +733,7 @@ class _Process:
     ) -> None:
         self._transport = transport
         self._process = process
-        self._pumps = asyncio.ensure_future(
-            asyncio.gather(
-                self._pump(process.stdout, "stdout", output),
-                self._pump(process.stderr, "stderr", output),
-            )
-        )
-
-    @staticmethod
-    async def _pump(reader: asyncssh.SSHReader[bytes], stream: str, output: OutputSink) -> None:
-        while chunk := await reader.read(READ_SIZE):
-            output("stdout" if stream == "stdout" else "stderr", chunk)
+        self._pumps = asyncio.ensure_future(_pumped(process, output))
 
     def write(self, data: bytes) -> None:
         with contextlib.suppress(asyncssh.Error, OSError):
@@ -751,12 +749,7 @@ class _Process:
             completed = await self._process.wait(check=False)
         except (asyncssh.Error, OSError) as exc:
             raise ConnectionLost(f"connection lost during command: {exc}", host=name) from None
-        if completed.exit_status is not None and completed.exit_status >= 0:
-            return completed.exit_status
-        if completed.exit_signal:
-            number = getattr(signal, f"SIG{completed.exit_signal[0]}", None)
-            return 128 + int(number) if number is not None else 255
-        raise ConnectionLost("connection lost during command (no exit status)", host=name)
+        return _exit_code(completed, name)
 
     async def terminate(self) -> None:
         await self._transport._terminate(self._process)
