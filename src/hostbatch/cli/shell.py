@@ -340,25 +340,20 @@ def shell_command(
     )
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_stop)
+    stopped: RunStopped | None = None
     try:
         try:
             _connect_report(shell)
         except KeyboardInterrupt:
             click.echo("\nconnecting cancelled; hosts connect on first use", err=True)
         repl(shell)
-    except RunStopped as stopped:
+    except RunStopped as exc:
         for signum in STOP_SIGNALS:  # a second signal must not cut the clean-up short
             signal.signal(signum, signal.SIG_IGN)
-        _close(shell, loop)
-        _end_stopped(stopped)
+        stopped = exc
     finally:
-        _close(shell, loop)
-
-
-def _close(shell: Shell, loop: LoopThread) -> None:
-    """Close every connection and stop the loop (once)."""
-    if loop.loop.is_closed():
-        return
-    with contextlib.suppress(Exception):
-        loop.call(shell.session.close())
-    loop.stop()
+        with contextlib.suppress(Exception):
+            loop.call(shell.session.close())
+        loop.stop()
+    if stopped is not None:
+        _end_stopped(stopped)
