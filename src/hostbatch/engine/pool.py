@@ -15,6 +15,12 @@ Connector = Callable[[Transport], Awaitable[None]]
 Factory = Callable[[Host], Transport]
 
 
+def alive(transport: Transport) -> bool:
+    """False when the transport knows its connection was closed (by the server)."""
+    check = getattr(transport, "alive", None)  # asyncssh, paramiko; others: assumed open
+    return bool(check()) if callable(check) else True
+
+
 async def connected(transport: Transport, connect: Connector) -> Transport:
     """*transport* once *connect* has opened it; closed again when connecting fails or is
     cancelled, so a failed start never leaves a half-open connection behind."""

@@ -54,6 +54,7 @@ import secrets
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hostbatch.engine.pool import alive
 from hostbatch.errors import CommandTimeout, HostbatchError
 from hostbatch.logs import logger
 from hostbatch.models import Stream
@@ -330,8 +331,7 @@ class ResidentTransport:
         self._warming: asyncio.Future[None] | None = None
 
     def alive(self) -> bool:
-        check = getattr(self.inner, "alive", None)
-        return bool(check()) if callable(check) else True
+        return alive(self.inner)
 
     async def connect(self) -> None:
         await self.inner.connect()

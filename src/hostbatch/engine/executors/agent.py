@@ -53,7 +53,7 @@ from hostbatch.engine import loop as event_loop
 from hostbatch.engine.executors.inline import run_hosts
 from hostbatch.engine.hostrun import Emit
 from hostbatch.engine.plan import Plan
-from hostbatch.engine.pool import Connector, Factory, Shared, TransportPool, connected
+from hostbatch.engine.pool import Connector, Factory, Shared, TransportPool, alive, connected
 from hostbatch.engine.resident import SWITCH, resident
 from hostbatch.engine.rollout import run_rollout
 from hostbatch.errors import HostbatchError
@@ -182,12 +182,6 @@ class Warm:
     users: int = 0
 
 
-def _alive(transport: Transport) -> bool:
-    """False when the transport knows its connection was closed (by the server)."""
-    check = getattr(transport, "alive", None)  # asyncssh, paramiko; others: assumed open
-    return bool(check()) if callable(check) else True
-
-
 class WarmPool:
     """The agent's open connections by fingerprint; ``logins`` counts connects."""
 
@@ -205,7 +199,7 @@ class WarmPool:
         lock = self._connecting.setdefault(key, asyncio.Lock())
         async with lock:
             warm = self.warm.get(key)
-            if warm is not None and not _alive(warm.transport):
+            if warm is not None and not alive(warm.transport):
                 await self.discard(key)
                 warm = None
             if warm is None:
