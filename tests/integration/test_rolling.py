@@ -35,7 +35,10 @@ def options(fleet: Fleet, **limits: object) -> RunOptions:
     return RunOptions(Limits(**limits), connect)  # type: ignore[arg-type]
 
 
-def test_batches_run_one_after_another(fleet: tuple[Fleet, Inventory, Path]) -> None:
+def run_timing_starts(
+    fleet: tuple[Fleet, Inventory, Path], command: str, **limits: object
+) -> tuple[dict[str, HostResult], dict[str, float]]:
+    """Run *command* on every host with *limits*; the results and when each host started."""
     started_fleet, inventory, _ = fleet
     starts: dict[str, float] = {}
 
@@ -44,12 +47,17 @@ def test_batches_run_one_after_another(fleet: tuple[Fleet, Inventory, Path]) -> 
             starts[event.host] = event.at
 
     results = run(
-        "sleep 0.2",
+        command,
         patterns="all",
         inventory=inventory,
-        options=options(started_fleet, batch=3),
+        options=options(started_fleet, **limits),
         on_event=record,
     )
+    return results, starts
+
+
+def test_batches_run_one_after_another(fleet: tuple[Fleet, Inventory, Path]) -> None:
+    results, starts = run_timing_starts(fleet, "sleep 0.2", batch=3)
     assert all(r.ok for r in results.values())
     names = list(results)
     batches = [names[0:3], names[3:6], names[6:8]]
@@ -104,20 +112,7 @@ def test_failed_canary_stops_everything_else(fleet: tuple[Fleet, Inventory, Path
 
 
 def test_good_canary_lets_the_rest_run_in_batches(fleet: tuple[Fleet, Inventory, Path]) -> None:
-    started_fleet, inventory, _ = fleet
-    starts: dict[str, float] = {}
-
-    def record(event: Event) -> None:
-        if isinstance(event, Started):
-            starts[event.host] = event.at
-
-    results = run(
-        "true",
-        patterns="all",
-        inventory=inventory,
-        options=options(started_fleet, canary=1, batch="50%"),
-        on_event=record,
-    )
+    results, starts = run_timing_starts(fleet, "true", canary=1, batch="50%")
     assert all(r.ok for r in results.values())
     assert results["node01"].ended <= min(t for n, t in starts.items() if n != "node01")
 
