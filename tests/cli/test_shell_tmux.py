@@ -29,9 +29,13 @@ class Tmux:
         if shutil.which("tmux") is None:
             pytest.fail("tmux is not installed (scripts/setup.sh installs it)")
         self.name = f"hb-{uuid.uuid4().hex[:8]}"
+        # A tmux server of its own (-L): with one shared server, a session started just as
+        # the previous test's last session ended could reach that server while it exited,
+        # and new-session failed (exit 1) under load.
+        self.tmux = ["tmux", "-L", self.name]
         subprocess.run(
             [
-                "tmux",
+                *self.tmux,
                 "new-session",
                 "-d",
                 "-s",
@@ -46,11 +50,11 @@ class Tmux:
         )
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
 
     def screen(self) -> str:
         return subprocess.run(
-            ["tmux", "capture-pane", "-p", "-S", "-200", "-t", self.name],
+            [*self.tmux, "capture-pane", "-p", "-S", "-200", "-t", self.name],
             capture_output=True,
             text=True,
             check=True,
@@ -66,7 +70,9 @@ class Tmux:
         pytest.fail(f"screen never matched; it shows:\n{self.screen()}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False, capture_output=True)
+        subprocess.run(
+            [*self.tmux, "kill-session", "-t", self.name], check=False, capture_output=True
+        )
 
 
 @pytest.fixture
