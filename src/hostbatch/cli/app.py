@@ -2,21 +2,49 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from hostbatch import __version__
-from hostbatch.cli.agent import agent_command
 from hostbatch.cli.common import CONTEXT_SETTINGS, run_main
-from hostbatch.cli.completion import completion_command
-from hostbatch.cli.demo import demo_command
-from hostbatch.cli.help_topics import epilog, help_command
-from hostbatch.cli.history import history_command, show_command
-from hostbatch.cli.hosts import hosts_command
+from hostbatch.cli.help_topics import epilog
 from hostbatch.cli.options import LogOptions
-from hostbatch.cli.ping import ping_command
-from hostbatch.cli.run import run_command
-from hostbatch.cli.shell import shell_command
-from hostbatch.cli.transfer import get_command, put_command
+
+# Each subcommand's module is imported only when that subcommand is used (or listed, as
+# --help and completion do): `hostbatch run` then loads neither the shell nor the demo,
+# the journal browser nor the agent's client, which is start-up time of every cold run.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("hostbatch.cli.agent", "agent_command"),
+    "completion": ("hostbatch.cli.completion", "completion_command"),
+    "demo": ("hostbatch.cli.demo", "demo_command"),
+    "get": ("hostbatch.cli.transfer", "get_command"),
+    "help": ("hostbatch.cli.help_topics", "help_command"),
+    "history": ("hostbatch.cli.history", "history_command"),
+    "hosts": ("hostbatch.cli.hosts", "hosts_command"),
+    "ping": ("hostbatch.cli.ping", "ping_command"),
+    "put": ("hostbatch.cli.transfer", "put_command"),
+    "run": ("hostbatch.cli.run", "run_command"),
+    "shell": ("hostbatch.cli.shell", "shell_command"),
+    "show": ("hostbatch.cli.history", "show_command"),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands (:data:`COMMANDS`) are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute = COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{module}.{attribute} is not a click command")
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
 
 EPILOG = (
     epilog()
@@ -39,26 +67,12 @@ More: hostbatch help [inventory|patterns|exit-codes|color]
 )
 
 
-@click.group(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
 @click.version_option(__version__, prog_name="hostbatch")
 @LogOptions.options
 def cli(log: LogOptions) -> None:
     """Run commands and move files on many hosts and network devices at once over SSH."""
     log.configure()
-
-
-cli.add_command(hosts_command)
-cli.add_command(run_command)
-cli.add_command(put_command)
-cli.add_command(get_command)
-cli.add_command(ping_command)
-cli.add_command(shell_command)
-cli.add_command(demo_command)
-cli.add_command(history_command)
-cli.add_command(show_command)
-cli.add_command(completion_command)
-cli.add_command(help_command)
-cli.add_command(agent_command)
 
 
 def main() -> None:
