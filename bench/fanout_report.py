@@ -137,6 +137,25 @@ def _against(value: float, limit: float | None) -> str:
     return "no target" if limit is None else f"{_verdict(value <= limit)} (<= {limit:g})"
 
 
+def _budget(row: Row, peer_wall: float) -> str:
+    """What the peer target leaves the client: client and servers share the cores, so no
+    run is shorter than (sshd CPU + client CPU) / cores. The target wall times the cores,
+    less the sshd CPU this run's logins cost, is all the client may spend, start-up and
+    all (a lower bound on what it takes: it assumes both cores busy from start to end)."""
+    limit = TARGET_PEER.get(row.hosts)
+    if limit is None:
+        return ""
+    sshd = row.median("sshd_cpu")
+    cpu = _cpu_with_start_up(row) * row.hosts / 1000
+    bound = (sshd + cpu) / row.cores
+    left = limit * peer_wall * row.cores - sshd
+    return (
+        f" [CPU bound of this run (sshd {sshd:.2f}s + client {cpu:.2f}s) / {row.cores} cores"
+        f" = {bound:.2f}s; the target wall {limit * peer_wall:.2f}s leaves the client"
+        f" {max(left, 0.0) * 1000 / row.hosts:.2f} ms/host at most]"
+    )
+
+
 def _judge(row: Row, peers: list[Row]) -> str:
     wall = _wall(row)
     parts = [f"- {LABELS[row.approach]} [{row.status}]: wall {wall:.2f}s"]
@@ -148,6 +167,7 @@ def _judge(row: Row, peers: list[Row]) -> str:
         parts.append(
             f"= {ratio:.2f} x best peer {LABELS[best.approach]} ({kind} "
             f"{_peer_wall(best, row):.2f}s): {_against(ratio, TARGET_PEER.get(row.hosts))}"
+            + _budget(row, _peer_wall(best, row))
         )
     else:
         parts.append("(no peer measured without failures)")
