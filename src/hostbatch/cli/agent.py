@@ -25,7 +25,11 @@ async def run_persisted(
     plan: Plan, sink: Callable[[Event], None], idle: float
 ) -> dict[str, HostResult]:
     """Run *plan* in the agent with the CLI's sink; names the hosts it reconnected."""
-    outcome: AgentRun = await with_sink(lambda emit: run_in_agent(plan, emit, idle), sink)
+
+    def note(text: str) -> None:
+        click.echo(f"hostbatch: {text}", err=True)
+
+    outcome: AgentRun = await with_sink(lambda emit: run_in_agent(plan, emit, idle, note), sink)
     if outcome.reconnected:
         click.echo(f"reconnected: {fold_text(outcome.reconnected)}", err=True)
     return outcome.results

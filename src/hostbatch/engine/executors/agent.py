@@ -23,8 +23,11 @@ to disk but the socket and a lock.
 
 Expiry: a connection unused for the idle duration is closed; the agent exits when it has
 had no run for that long (the latest run's ``--persist`` sets the duration), and on
-``stop``. Runs take turns (each in the client's working directory and ``HOME`` /
-``SSH_AUTH_SOCK``, so relative paths and the ssh-agent are the client's).
+``stop``. A run goes on in its client's working directory and with its ``HOME`` /
+``SSH_AUTH_SOCK`` (relative paths and the ssh-agent are the client's), which are the
+process's: runs from the same directory and environment go on at once (two terminals
+looping over the same hosts), one from elsewhere waits until they end (:class:`Turns`,
+first come first served) and its client is told so with a ``("waiting", text)`` frame.
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ START_WAIT = 15.0  # seconds the CLI waits for a new agent's socket
 CANCEL_WAIT = 10.0  # seconds the CLI waits for a cancelled run's clean-up in the agent
 ENV_PASSED = ("HOME", "SSH_AUTH_SOCK", SWITCH)  # the client's, applied while its run goes on
 REFUSED = "refused: this agent serves only its own user"
+WAITING = (
+    "the agent is running a run from another directory or environment; "
+    "this one starts when that ends"
+)
 PROTOCOL = 1  # with hostbatch's version: a run's plan is only handed to the same code
 
 
@@ -334,6 +341,64 @@ def _client_context(cwd: str, env: Mapping[str, str]) -> Any:
                 os.environ[name] = value
 
 
+Context = tuple[str, tuple[tuple[str, str], ...]]
+"""A run's working directory and the :data:`ENV_PASSED` variables it has set."""
+
+
+class Turns:
+    """Runs share the process's working directory and environment: runs of one context go
+    on at once, another context waits until they have ended. Waiters are served in order
+    of arrival, and a run does not join a running context past an earlier waiter of
+    another (no starvation)."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._queue: list[tuple[object, Context]] = []  # waiting, in order of arrival
+        self._context: Context | None = None
+        self._active = 0
+        self._applied = contextlib.ExitStack()
+
+    def must_wait(self, context: Context) -> bool:
+        """Whether a run of *context* arriving now waits for others to end."""
+        if not self._active:
+            return False
+        return context != self._context or any(other != context for _, other in self._queue)
+
+    def _may_start(self, ticket: object, context: Context) -> bool:
+        if self._active and context != self._context:
+            return False
+        for waiting, other in self._queue:  # nobody of another context ahead of us
+            if waiting is ticket:
+                return True
+            if other != context or not self._active:
+                return False
+        return False
+
+    @contextlib.asynccontextmanager
+    async def turn(self, context: Context) -> Any:
+        ticket = object()
+        async with self._changed:
+            self._queue.append((ticket, context))
+            try:
+                await self._changed.wait_for(lambda: self._may_start(ticket, context))
+            finally:
+                self._queue.remove((ticket, context))
+                self._changed.notify_all()  # who waited behind us may start (or move up)
+            if not self._active:
+                self._applied.enter_context(_client_context(context[0], dict(context[1])))
+                self._context = context
+            self._active += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._active -= 1
+                if not self._active:
+                    self._context = None
+                    self._applied.close()
+                self._changed.notify_all()
+
+
 class Agent:
     """The daemon: serves requests on *path*, exits after *idle* seconds without one."""
 
@@ -342,11 +407,11 @@ class Agent:
         self.idle = idle
         self.pool = WarmPool()
         self.fingerprint = Fingerprint()
-        self.turn = asyncio.Lock()  # runs take turns: each has its client's cwd
+        self.turns = Turns()  # runs of one cwd and env at once, others after them
         self.active = 0
         self.last_request = time.monotonic()
         self.stopping = asyncio.Event()
-        self.runs: set[asyncio.Task[None]] = set()
+        self.runs: set[asyncio.Future[list[str]]] = set()
 
     async def serve(self) -> None:
         server = await asyncio.start_unix_server(self._handle, path=str(self.path))
@@ -422,33 +487,57 @@ class Agent:
     ) -> None:
         outbox = _Outbox(writer)
         watcher = asyncio.ensure_future(reader.read(1))  # any byte, or EOF: cancel
-        async with self.turn:
-            with _client_context(cwd, env):  # ~ and relative paths are the client's
-                keys = {h.name: self.fingerprint.of(plan, h, env) for h in plan.hosts}
-                pool = RunPool(self.pool, keys)
-                run = asyncio.ensure_future(_execute(plan, outbox.emit, pool))
-                self.runs.add(run)
-                try:
-                    await asyncio.wait({run, watcher}, return_when=asyncio.FIRST_COMPLETED)
-                    if not run.done():
-                        run.cancel()
-                    reply = await self._outcome(run, pool)
-                finally:
-                    self.runs.discard(run)
-                    watcher.cancel()
-                    pool.release_all()
+        context: Context = (cwd, tuple(sorted(env.items())))
+        if self.turns.must_wait(context):
+            writer.write(encode(("waiting", WAITING)))
+        turn = asyncio.ensure_future(self._turn(context, plan, env, outbox, watcher))
+        self.runs.add(turn)  # the agent's stop cancels it, waiting or running
+        try:
+            await asyncio.wait({turn, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not turn.done():  # the client left (or cancelled) while waiting its turn
+                turn.cancel()
+            reply = await self._outcome(turn)
+        finally:
+            self.runs.discard(turn)
+            watcher.cancel()
         outbox.flush()
         writer.write(encode(reply))
 
+    async def _turn(
+        self,
+        context: Context,
+        plan: Plan,
+        env: Mapping[str, str],
+        outbox: _Outbox,
+        watcher: asyncio.Future[bytes],
+    ) -> list[str]:
+        """The run, once its context's turn has come; the hosts it reconnected."""
+        async with self.turns.turn(context):  # ~ and relative paths are the client's
+            keys = {h.name: self.fingerprint.of(plan, h, env) for h in plan.hosts}
+            pool = RunPool(self.pool, keys)
+            run = asyncio.ensure_future(_execute(plan, outbox.emit, pool))
+            try:
+                either: set[asyncio.Future[Any]] = {run, watcher}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # the client's byte, its going away, or the agent's stop
+                if not run.done():
+                    run.cancel()
+                while not run.done():  # remote commands signalled before the turn ends
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait({run})
+                pool.release_all()
+            run.result()  # its error, or CancelledError when it was cancelled
+            return sorted(pool.reconnected)
+
     @staticmethod
-    async def _outcome(run: asyncio.Task[None], pool: RunPool) -> tuple[Any, ...]:
+    async def _outcome(turn: asyncio.Future[list[str]]) -> tuple[Any, ...]:
         try:
-            await run
+            reconnected = await turn
         except asyncio.CancelledError:
             return ("cancelled",)
         except Exception as exc:  # a bug: the client reports it, the agent goes on
             return ("error", redact(f"agent: {type(exc).__name__}: {exc}"))
-        return ("done", sorted(pool.reconnected))
+        return ("done", reconnected)
 
 
 def _lock(directory: Path) -> int | None:
@@ -558,7 +647,9 @@ class AgentRun:
     reconnected: list[str]
 
 
-async def _receive(reader: asyncio.StreamReader, emit: Callable[[Event], None]) -> list[str]:
+async def _receive(
+    reader: asyncio.StreamReader, emit: Callable[[Event], None], note: Callable[[str], None]
+) -> list[str]:
     while True:
         try:
             reply = await read_frame(reader)
@@ -569,6 +660,8 @@ async def _receive(reader: asyncio.StreamReader, emit: Callable[[Event], None]) 
                 emit(event)
         elif reply[0] == "done":
             return list(reply[1])
+        elif reply[0] == "waiting":
+            note(reply[1])
         else:
             raise AgentError(reply[1] if reply[0] == "error" else "the run was cancelled")
 
@@ -580,13 +673,19 @@ async def _await_cancel(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         await writer.drain()
     with contextlib.suppress(Exception):
         async with asyncio.timeout(CANCEL_WAIT):
-            while (await read_frame(reader))[0] == "events":
+            while (await read_frame(reader))[0] in ("events", "waiting"):
                 pass
 
 
-async def run_in_agent(plan: Plan, emit: Callable[[Event], None], idle: float) -> AgentRun:
-    """Run *plan* in this user's agent (started when none runs), events to *emit*.
-    Cancelling this coroutine cancels the run in the agent; its connections stay open."""
+async def run_in_agent(
+    plan: Plan,
+    emit: Callable[[Event], None],
+    idle: float,
+    note: Callable[[str], None] = lambda text: None,
+) -> AgentRun:
+    """Run *plan* in this user's agent (started when none runs), events to *emit*, and to
+    *note* why the run waits, when it does. Cancelling this coroutine cancels the run in
+    the agent (waiting or not); its connections stay open."""
     opened = await connect(start_idle=idle)
     assert opened is not None
     reader, writer = opened
@@ -601,7 +700,7 @@ async def run_in_agent(plan: Plan, emit: Callable[[Event], None], idle: float) -
     try:
         writer.write(encode(("run", plan, idle, os.getcwd(), env, agent_version())))
         await writer.drain()
-        reconnected = await _receive(reader, collect)
+        reconnected = await _receive(reader, collect, note)
     except asyncio.CancelledError:
         await _await_cancel(reader, writer)
         raise
