@@ -196,36 +196,50 @@ class WarmPool:
         self.warm: dict[str, Warm] = {}
         self.shared = Shared()  # jump-host connections and admission, across runs
         self._connecting: dict[str, asyncio.Lock] = {}
+        self._freed: dict[str, asyncio.Event] = {}  # a blocking transport's run ended
         self.ever: set[str] = set()
         self.logins = 0
 
     async def acquire(
         self, key: str, host: Host, factory: Factory, connect: Connector
     ) -> tuple[Transport, bool]:
-        """An open transport for *key* and whether it is a reconnection."""
+        """An open transport for *key* and whether it is a reconnection. Runs going on at
+        once share a connection as SSH channels of it, except a blocking transport's
+        (netmiko: one interactive channel), which serves one run at a time: a second
+        run waits here until the first has released it."""
         lock = self._connecting.setdefault(key, asyncio.Lock())
-        async with lock:
-            warm = self.warm.get(key)
-            if warm is not None and not alive(warm.transport):
-                await self.discard(key)
-                warm = None
-            if warm is None:
-                transport = resident(await connected(factory(host), connect), host.name)
-                self.logins += 1
-                warm = self.warm[key] = Warm(host, transport, time.time(), time.monotonic())
-                reconnected = key in self.ever
-                self.ever.add(key)
-            else:
-                reconnected = False
-            warm.users += 1
-            warm.last_used = time.monotonic()
-            return warm.transport, reconnected
+        while True:
+            async with lock:
+                warm = self.warm.get(key)
+                if warm is not None and not alive(warm.transport):
+                    await self.discard(key)
+                    warm = None
+                if warm is None:
+                    transport = resident(await connected(factory(host), connect), host.name)
+                    self.logins += 1
+                    warm = self.warm[key] = Warm(host, transport, time.time(), time.monotonic())
+                    reconnected = key in self.ever
+                    self.ever.add(key)
+                elif warm.transport.blocking and warm.users:
+                    freed = self._freed.setdefault(key, asyncio.Event())
+                    freed.clear()  # set by release(); no await between this and the check
+                    warm = None
+                else:
+                    reconnected = False
+                if warm is not None:
+                    warm.users += 1
+                    warm.last_used = time.monotonic()
+                    return warm.transport, reconnected
+            await freed.wait()
 
     def release(self, key: str) -> None:
         warm = self.warm.get(key)
         if warm is not None:
             warm.users = max(0, warm.users - 1)
             warm.last_used = time.monotonic()
+        freed = self._freed.get(key)
+        if freed is not None:
+            freed.set()
 
     async def discard(self, key: str) -> None:
         warm = self.warm.pop(key, None)
