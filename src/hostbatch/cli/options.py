@@ -490,7 +490,8 @@ class TransferOptions(OptionGroup):
 
 @dataclass(frozen=True)
 class LogOptions(OptionGroup):
-    """Diagnostics on stderr: -v (info), -vv or --debug (debug), else $HOSTBATCH_LOG."""
+    """Diagnostics on stderr (or --log-file): -v (info), -vv or --debug (debug), else
+    $HOSTBATCH_LOG. Worker processes log the same way (engine/executors/processes.py)."""
 
     keyword: ClassVar[str] = "log"
 
@@ -508,10 +509,21 @@ class LogOptions(OptionGroup):
         is_flag=True,
         help="Debug records of hostbatch and the SSH libraries on stderr (secrets masked).",
     )
+    log_file: str | None = option(
+        "--log-file",
+        metavar="PATH",
+        help="Append the diagnostics asked for by -v, --debug or HOSTBATCH_LOG to PATH "
+        "instead of stderr (worker processes too).",
+    )
 
     def configure(self) -> None:
-        """Set up logging once for this process (silent unless asked)."""
-        logs.configure(logs.level_from(self.verbose, debug=self.debug))
+        """Set up logging once for this process (silent unless asked); a log file that
+        cannot be opened is a usage error (exit 2)."""
+        path = str(Path(self.log_file).expanduser()) if self.log_file else None
+        try:
+            logs.configure(logs.level_from(self.verbose, debug=self.debug), path=path)
+        except OSError as exc:
+            raise click.UsageError(f"cannot write --log-file {path}: {exc.strerror}") from None
 
 
 @dataclass(frozen=True)

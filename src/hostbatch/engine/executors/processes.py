@@ -2,8 +2,9 @@
 
 Each worker runs the inline executor on its shard with its share of the fanout and sends
 events in small batches (every ``FLUSH_SECONDS`` or ``FLUSH_EVENTS``). The parent emits
-them as they arrive. A worker that dies marks its unfinished hosts failed; the run
-never hangs on it.
+them as they arrive. Workers log as the parent was told (``hostbatch.logs.current()``:
+level and destination, secrets masked). A worker that dies marks its unfinished hosts
+failed; the run never hangs on it.
 
 Stopping: when the parent's run is cancelled (Ctrl-C, SIGTERM, SIGHUP in the CLI) it sends
 SIGTERM to its workers and waits for them at most ``WORKER_EXIT_WAIT`` seconds (then
@@ -26,6 +27,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from hostbatch import logs
 from hostbatch.engine import loop as event_loop
 from hostbatch.engine.executors.inline import run_hosts
 from hostbatch.engine.hostrun import Emit
@@ -93,10 +95,14 @@ def _watch_control(control: Connection, gate: StartGate) -> None:
     loop.add_reader(control.fileno(), readable)
 
 
-def _worker_main(plan: Plan, conn: Connection, control: Connection) -> None:
-    """Entry point of a worker process."""
+def _worker_main(
+    plan: Plan, conn: Connection, control: Connection, log: logs.LogSettings | None
+) -> None:
+    """Entry point of a worker process; *log*: how the parent logs (logs.current())."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # and about a hang-up
+    logs.configure_as(log)
+    logs.logger.info("worker process %d: %d host(s)", os.getpid(), len(plan.hosts))
     batcher = _Batcher(conn)
     parent = os.getppid()
 
@@ -223,7 +229,9 @@ async def run_sharded(plan: Plan, emit: Emit, workers: int, gate: StartGate | No
         receiver, sender = context.Pipe(duplex=False)
         control_in, control_out = context.Pipe(duplex=False)
         process = context.Process(
-            target=_worker_main, args=(shard_plan, sender, control_in), daemon=True
+            target=_worker_main,
+            args=(shard_plan, sender, control_in, logs.current()),
+            daemon=True,
         )
         process.start()
         sender.close()
