@@ -13,6 +13,7 @@ import pytest
 
 from hostbatch.testing.sshd import OpenSSHServer
 from tests.fixtures.cli import run_cli
+from tests.fixtures.sshd import write_sshd_inventory
 
 pytestmark = pytest.mark.sshd
 HOSTS = 4
@@ -23,15 +24,8 @@ PASSWORD_VAR = "HB_TEST_WORKER_LOG_PW"
 def password_inventory(sshd: OpenSSHServer, tmp_path: Path) -> Path:
     if sshd.password is None:
         pytest.skip("the test user has no password (sshd cannot read the shadow file)")
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text(
-        "".join(
-            f"[h{i}]\nhostname = 127.0.0.1\nport = {sshd.port}\nusername = {sshd.username}\n"
-            f"password_env = {PASSWORD_VAR}\n\n"
-            for i in range(1, HOSTS + 1)
-        )
-    )
-    return inventory
+    auth = f"password_env = {PASSWORD_VAR}"
+    return write_sshd_inventory(sshd, tmp_path / "inventory.ini", HOSTS, auth=auth)
 
 
 def run_in_workers(
