@@ -318,7 +318,7 @@ def execute_command(
     with applied(workflow, command, run_options) as (operation, options):
         plan = make_plan(operation, hosts, options)
         text = operation_text(command)
-        record = RunRecord.begin(journal, "run", text, selection.describe(), hosts, settings)
+        record = RunRecord.begin(journal, "run", text, selection.describe(journal), hosts, settings)
         notes = ThrottleNotes(command_sink(hosts, output))
         began = time.monotonic()
         summary = EventsSummary(hosts, began, record) if output.events else None
@@ -365,7 +365,7 @@ def execute_transfer(
     settings = {**asdict(engine), "recursive": transfer.recursive, "verify": transfer.verify}
     text = operation_text(transfer)
     record = RunRecord.begin(
-        journal, transfer.direction, text, selection.describe(), hosts, settings
+        journal, transfer.direction, text, selection.describe(journal), hosts, settings
     )
     began = time.monotonic()
     notes = ThrottleNotes(terminal_progress(hosts, color=color))
