@@ -7,9 +7,11 @@ sent as soon as the worker's pid exists, while /proc shows it has no SIGTERM han
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,29 +52,36 @@ def signal_mask(pid: int, field: str) -> int:
     return 0
 
 
-def run_and_signal_a_starting_worker(
-    sshd: OpenSSHServer, inventory: Path
-) -> tuple[bool, subprocess.CompletedProcess[str]]:
-    """(whether the SIGTERM reached a worker with no handler yet, the finished CLI)."""
+@contextlib.contextmanager
+def run_in_workers(
+    sshd: OpenSSHServer, inventory: Path, *args: str
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`hostbatch run --workers 2 ARGS` on every host; yields the process and its first
+    worker's pid as soon as that exists. Killed if still running at the end."""
     common = ["-i", str(inventory), "--ssh-config", "", "--known-hosts", str(sshd.known_hosts)]
-    argv = cli_argv("run", *common, "-h", "all", "--workers", "2", "--json", "--", "echo ok")
+    argv = cli_argv("run", *common, "-h", "all", "--workers", "2", *args)
     with subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
     ) as process:
-        early = False
         try:
             deadline = time.monotonic() + SEEN_WITHIN
             while not (workers := spawned_workers(process.pid)):
                 assert process.poll() is None and time.monotonic() < deadline
                 time.sleep(0.001)
-            early = not signal_mask(workers[0], "SigCgt") & SIGTERM_BIT
-            subprocess.run(["kill", "-TERM", str(workers[0])], check=True)
-            stdout, stderr = process.communicate(timeout=DONE_WITHIN)
+            yield process, workers[0]
         finally:
             if process.poll() is None:
                 process.kill()
                 process.communicate()
-    return early, subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
+def run_and_signal_a_starting_worker(sshd: OpenSSHServer, inventory: Path) -> tuple[bool, str, str]:
+    """(whether the SIGTERM reached a worker with no handler yet, stdout, stderr)."""
+    with run_in_workers(sshd, inventory, "--json", "--", "echo ok") as (process, worker):
+        early = not signal_mask(worker, "SigCgt") & SIGTERM_BIT
+        subprocess.run(["kill", "-TERM", str(worker)], check=True)
+        stdout, stderr = process.communicate(timeout=DONE_WITHIN)
+    return early, stdout, stderr
 
 
 def test_sigterm_while_a_worker_starts_stops_it_cleanly(
@@ -80,14 +89,14 @@ def test_sigterm_while_a_worker_starts_stops_it_cleanly(
 ) -> None:
     inventory = write_sshd_inventory(sshd, tmp_path / "inventory.ini", HOSTS)
     for _ in range(ATTEMPTS):
-        early, done = run_and_signal_a_starting_worker(sshd, inventory)
+        early, stdout, stderr = run_and_signal_a_starting_worker(sshd, inventory)
         if early:
             break
     else:
         pytest.skip(f"the worker had its handler before the signal, {ATTEMPTS} times")
-    assert "Traceback" not in done.stderr
-    results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(results) == HOSTS, done.stderr
+    assert "Traceback" not in stderr
+    results = [json.loads(line) for line in stdout.splitlines()]
+    assert len(results) == HOSTS, stderr
     stopped = [r for r in results if r["status"] != "ok"]
     assert 0 < len(stopped) < HOSTS, results  # the other worker's hosts ran
     for result in stopped:
@@ -100,28 +109,16 @@ def test_sigterm_while_a_worker_starts_stops_it_cleanly(
 def test_a_worker_starts_with_sigterm_blocked(sshd: OpenSSHServer, tmp_path: Path) -> None:
     """Seen from /proc while it starts: SIGTERM blocked until it has a handler."""
     inventory = write_sshd_inventory(sshd, tmp_path / "inventory.ini", HOSTS)
-    common = ["-i", str(inventory), "--ssh-config", "", "--known-hosts", str(sshd.known_hosts)]
-    argv = cli_argv("run", *common, "-h", "all", "--workers", "2", "--", "sleep 1")
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
-    ) as process:
-        masks: list[tuple[int, int]] = []
-        try:
-            deadline = time.monotonic() + SEEN_WITHIN
-            while not (workers := spawned_workers(process.pid)):
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.001)
-            while process.poll() is None and time.monotonic() < deadline:
-                caught = signal_mask(workers[0], "SigCgt") & SIGTERM_BIT
-                masks.append((signal_mask(workers[0], "SigBlk") & SIGTERM_BIT, caught))
-                if caught:
-                    break
-                time.sleep(0.001)
-            _, stderr = process.communicate(timeout=DONE_WITHIN)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+    masks: list[tuple[int, int]] = []
+    with run_in_workers(sshd, inventory, "--", "sleep 1") as (process, worker):
+        deadline = time.monotonic() + SEEN_WITHIN
+        while process.poll() is None and time.monotonic() < deadline:
+            caught = signal_mask(worker, "SigCgt") & SIGTERM_BIT
+            masks.append((signal_mask(worker, "SigBlk") & SIGTERM_BIT, caught))
+            if caught:
+                break
+            time.sleep(0.001)
+        _, stderr = process.communicate(timeout=DONE_WITHIN)
     assert process.returncode == 0, stderr
     before_handler = [blocked for blocked, caught in masks if not caught]
     assert before_handler and all(before_handler), masks
