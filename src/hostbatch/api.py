@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from hostbatch.engine import loop as event_loop
 from hostbatch.engine.executors import execute, run_hosts, with_sink
 from hostbatch.engine.limits import Limits
 from hostbatch.engine.plan import Plan, check_hosts
@@ -49,6 +50,7 @@ GroupsSpec = str | Sequence[str] | None
 PatternsSpec = str | Sequence[str] | None
 InventorySpec = Inventory | str | Path | Sequence[str | Path] | None
 EventSink = Callable[[Event], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,17 @@ class RunOptions:
     limits: Limits = field(default_factory=Limits)
     connect: ConnectOptions = field(default_factory=ConnectOptions)
     transport: str = DEFAULT
+
+
+def _blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run *coroutine* to its end for a sync twin: on the loop the CLI uses
+    (engine/loop.py: uvloop unless ``HOSTBATCH_LOOP=asyncio``). Called inside a running
+    event loop, it is :func:`asyncio.run`'s as before (which refuses: use the async twin)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return event_loop.run(coroutine)
+    return asyncio.run(coroutine)
 
 
 def _inventory(spec: InventorySpec) -> Inventory:
@@ -187,7 +200,7 @@ def run(
     on_event: EventSink | None = None,
 ) -> dict[str, HostResult]:
     """Blocking twin of :func:`run_async` (the seed's ``{ip: output}``, done properly)."""
-    return asyncio.run(
+    return _blocking(
         run_async(
             command, hosts, groups, inventory, patterns=patterns, options=options, on_event=on_event
         )
@@ -252,7 +265,7 @@ def put(
     """Copy local files to every selected host (atomically; see :mod:`engine.transfer`)."""
     sources = [local] if isinstance(local, str | Path) else list(local)
     transfer = Transfer("put", tuple(str(s) for s in sources), remote, recursive, preserve, verify)
-    return asyncio.run(
+    return _blocking(
         transfer_async(
             transfer,
             hosts,
@@ -282,7 +295,7 @@ def get(
     """Copy remote files from every selected host into ``local_dir/<host>/``."""
     sources = [remote] if isinstance(remote, str) else list(remote)
     transfer = Transfer("get", tuple(sources), str(local_dir), recursive, preserve, verify)
-    return asyncio.run(
+    return _blocking(
         transfer_async(
             transfer,
             hosts,
@@ -335,7 +348,7 @@ def ping(
     on_result: Callable[[ProbeResult], None] | None = None,
 ) -> dict[str, ProbeResult]:
     """Blocking twin of :func:`ping_async`."""
-    return asyncio.run(
+    return _blocking(
         ping_async(
             hosts, groups, inventory, patterns=patterns, options=options, on_result=on_result
         )

@@ -103,7 +103,8 @@ def test_mixed_run_is_recorded_then_rerun_by_status(
     again = cli(fleet, journal, "run", "--rerun", "last:failed", "--json", "-c", "echo again")
     assert again.returncode == 3, again.stderr
     assert ran_hosts(again) == {"node03", "node04", "node05", "node06"}
-    assert recorded_runs(journal)[0]["selection"] == "--rerun last:failed"
+    rerun, rerun_of = recorded_runs(journal)[:2]
+    assert rerun["selection"] == f"--rerun {rerun_of['id']}:failed"  # the run 'last' was
     started, inventory = fleet
     picked = run_cli(  # the seed's form takes --rerun too
         *("-i", str(inventory), "--known-hosts", str(started.known_hosts)),

@@ -22,6 +22,7 @@ import pytest
 
 from hostbatch.testing import Fleet, FleetThread
 from hostbatch.testing.sshd import OpenSSHServer
+from tests.fixtures.sshd import write_sshd_inventory
 
 HOSTS = 3
 PIDS_WITHIN = 30.0  # seconds for every host to connect and start its command
@@ -144,15 +145,7 @@ def pids_dir(sshd: OpenSSHServer) -> Iterator[Path]:
 
 @pytest.fixture
 def sshd_inventory(sshd: OpenSSHServer, tmp_path: Path) -> Path:
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text(
-        "".join(
-            f"[h{i}]\nhostname = 127.0.0.1\nport = {sshd.port}\nusername = {sshd.username}\n"
-            f"key_file = {sshd.client_key}\n\n"
-            for i in range(1, HOSTS + 1)
-        )
-    )
-    return inventory
+    return write_sshd_inventory(sshd, tmp_path / "inventory.ini", HOSTS)
 
 
 def start_on_sshd(

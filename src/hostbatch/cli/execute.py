@@ -3,7 +3,8 @@
 Shared by ``run``, ``put``, ``get``, ``ping``, ``demo`` and the seed's ``batch_run`` /
 ``batch_scp``. Ctrl-C, SIGTERM and SIGHUP cancel the run: every host's task is
 cancelled, so the transport signals its remote command (TERM, then KILL) and closes its
-connection; the CLI then prints one line and exits 130 / 143 / 129. A reader that closes
+connection; the CLI then ends ``--events`` with its summary object (marked
+interrupted), prints one line and exits 130 / 143 / 129. A reader that closes
 our stdout (``| head``) stops the run the same way, quietly, with exit code 141.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import time
@@ -51,7 +53,7 @@ from hostbatch.journal import CRASHED, FINISHED, INTERRUPTED
 from hostbatch.logs import logger
 from hostbatch.models import CommandSet, Event, Finished, Host, HostResult, Transfer
 from hostbatch.output.gather import ThrottleNotes, digest_lines, summary_lines
-from hostbatch.output.jsonl import event_line, result_line, summary_line
+from hostbatch.output.jsonl import event_line, result_line, summary_record
 from hostbatch.output.live import LiveRenderer
 from hostbatch.output.progress import terminal_progress
 
@@ -135,9 +137,11 @@ def run_stoppable(
     *,
     after: str,
     record: RunRecord | None = None,
+    summary: EventsSummary | None = None,
 ) -> T:
-    """Run the coroutine; when stopped, end *record* as interrupted, print one line (none
-    for a closed stdout) and exit with the stop's code."""
+    """Run the coroutine; when stopped, end *record* as interrupted, write the --events
+    *summary* marked interrupted (not for a closed stdout: nobody reads it), print one
+    line (none for a closed stdout) and exit with the stop's code."""
     stoppable = StoppableRun()
     try:
         return stoppable.run(coroutine_for(stoppable))
@@ -146,6 +150,8 @@ def run_stoppable(
             record.end(stopped.exit_code, INTERRUPTED)
         if stopped.exit_code == EXIT_BROKEN_PIPE:
             end_broken_pipe()
+        if summary is not None:
+            summary.write(stopped.exit_code, interrupted=True)
         lead = "\n" if sys.stderr.isatty() else ""
         click.echo(f"{lead}hostbatch: {stopped.reason}; {after}", err=True)
         raise SystemExit(stopped.exit_code) from None
@@ -159,11 +165,12 @@ def run_plan_stoppable(
     record: RunRecord,
     side: Sequence[Sink] = (),
     persist: float | None = None,
+    summary: EventsSummary | None = None,
 ) -> dict[str, HostResult]:
-    """Run *plan* feeding *record* (the journal), the *side* sinks and *sink* (what is
-    shown); see :func:`run_stoppable`. A closed stdout stops only *sink*: the side sinks
-    and the journal still get every event. With *persist* (seconds), in the per-user
-    agent over its warm connections (``--persist``)."""
+    """Run *plan* feeding *record* (the journal), the *side* sinks, the --events
+    *summary* and *sink* (what is shown); see :func:`run_stoppable`. A closed stdout
+    stops only *sink*: the side sinks and the journal still get every event. With
+    *persist* (seconds), in the per-user agent over its warm connections (``--persist``)."""
     limits = plan.limits
     logger.info(
         "%s on %d host(s): transport %s, fanout %s, workers %s, connect timeout %gs",
@@ -179,10 +186,11 @@ def run_plan_stoppable(
     event_loop.warm_up(plan, transports=persist is None and runs_here(plan))
 
     def start(run: StoppableRun) -> Coroutine[Any, Any, dict[str, HostResult]]:
-        every = fan_out([record, *side], run.guard(sink))
+        kept: list[Sink] = [record, *side, *([summary] if summary is not None else [])]
+        every = fan_out(kept, run.guard(sink))
         return run_plan(plan, every) if persist is None else run_persisted(plan, every, persist)
 
-    return run_stoppable(start, after=after, record=record)
+    return run_stoppable(start, after=after, record=record, summary=summary)
 
 
 def command_sink(hosts: list[Host], output: OutputOptions) -> Sink:
@@ -204,6 +212,40 @@ def _json_sink(line_for: Callable[[Event], str | None]) -> Sink:
             sys.stdout.flush()
 
     return json_sink
+
+
+class EventsSummary:
+    """The ``--events`` closing record (``"event": "summary"``), written once: after a
+    finished run, or marked ``"interrupted": true`` with the stop's exit code after a
+    signal (Ctrl-C, SIGTERM, SIGHUP). As a sink it keeps the finished hosts' results, so
+    a stopped run still counts them; ``unfinished`` counts the selected hosts that never
+    finished (0 for a finished run)."""
+
+    def __init__(self, hosts: Sequence[Host], began: float, record: RunRecord) -> None:
+        self.names = [host.name for host in hosts]
+        self.began = began
+        self.record = record
+        self.results: dict[str, HostResult] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Finished):
+            self.results[event.host] = event.result
+
+    def write(
+        self,
+        exit_code: int,
+        results: dict[str, HostResult] | None = None,
+        *,
+        interrupted: bool = False,
+    ) -> None:
+        finished = self.results if results is None else results
+        elapsed = time.monotonic() - self.began
+        closing = summary_record(finished, elapsed, exit_code, self.record.run_id)
+        closing["hosts"] = len(self.names)
+        closing["interrupted"] = interrupted
+        closing["unfinished"] = sum(name not in finished for name in self.names)
+        sys.stdout.write(json.dumps(closing, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
 
 
 @contextlib.contextmanager
@@ -235,7 +277,7 @@ def finish(
     record: RunRecord,
     notes: ThrottleNotes | None = None,
     *,
-    events: bool = False,
+    events: EventsSummary | None = None,
 ) -> NoReturn:
     """The summary on stderr (with where the servers throttled; and the --events summary
     object), the journal's run closed, then exit with the run's code."""
@@ -245,9 +287,8 @@ def finish(
         click.echo(line, err=True)
     for line in notes.lines() if notes is not None else ():
         click.echo(line, err=True)
-    if events:
-        sys.stdout.write(summary_line(results, elapsed, code, record.run_id) + "\n")
-        sys.stdout.flush()
+    if events is not None:
+        events.write(code, results)
     record.end(code, FINISHED)
     command_path = click.get_current_context().command_path
     echo_note(record.note(results, command_path + " --rerun {run}:failed ..."))
@@ -277,13 +318,20 @@ def execute_command(
     with applied(workflow, command, run_options) as (operation, options):
         plan = make_plan(operation, hosts, options)
         text = operation_text(command)
-        record = RunRecord.begin(journal, "run", text, selection.describe(), hosts, settings)
+        record = RunRecord.begin(journal, "run", text, selection.describe(journal), hosts, settings)
         notes = ThrottleNotes(command_sink(hosts, output))
         began = time.monotonic()
+        summary = EventsSummary(hosts, began, record) if output.events else None
         with recorded(record):
             try:
                 results = run_plan_stoppable(
-                    plan, notes, after=AFTER_COMMAND, record=record, side=side, persist=idle
+                    plan,
+                    notes,
+                    after=AFTER_COMMAND,
+                    record=record,
+                    side=side,
+                    persist=idle,
+                    summary=summary,
                 )
             finally:
                 if files is not None:
@@ -291,7 +339,7 @@ def execute_command(
             if (output.gather or output.gather_after) and not output.as_json:
                 for line in digest_lines(results, masks):
                     click.echo(line)
-            finish(results, began, record, notes, events=output.events)
+            finish(results, began, record, notes, events=summary)
 
 
 def _workflow_settings(workflow: WorkflowOptions | None) -> dict[str, object]:
@@ -317,7 +365,7 @@ def execute_transfer(
     settings = {**asdict(engine), "recursive": transfer.recursive, "verify": transfer.verify}
     text = operation_text(transfer)
     record = RunRecord.begin(
-        journal, transfer.direction, text, selection.describe(), hosts, settings
+        journal, transfer.direction, text, selection.describe(journal), hosts, settings
     )
     began = time.monotonic()
     notes = ThrottleNotes(terminal_progress(hosts, color=color))

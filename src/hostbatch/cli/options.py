@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TextIO, TypeVar
@@ -45,7 +46,7 @@ from hostbatch.engine.limits import (
     Limits,
 )
 from hostbatch.errors import SelectionError, UsageError
-from hostbatch.journal import Journal, default_journal_path, hosts_of_run_term
+from hostbatch.journal import Journal, default_journal_path, hosts_of_run, resolve_run_ref
 from hostbatch.models import Transfer
 from hostbatch.output.color import COLOR_MODES, ColorMode, color_enabled
 from hostbatch.output.files import OutputFiles
@@ -191,12 +192,24 @@ class SelectionOptions(OptionGroup):
         term = f"@run:{ref}" + (f":{statuses.replace(',', '+')}" if statuses else "")
         return [term, *self.hosts]
 
-    def describe(self) -> str:
-        """The selection as typed (the journal's ``selection``): ``--rerun 41:failed -h x``."""
-        words = [f"--rerun {self.rerun}"] if self.rerun else []
-        words += [f"-h {value}" for value in self.hosts]
+    def describe(self, journal: JournalOptions | None = None) -> str:
+        """The selection as typed (the journal's ``selection``): ``--rerun 41:failed -h x``;
+        with *journal*, each ``last``/``last~N`` it resolved is pinned to its run id, so
+        the record keeps naming the same run once more runs exist."""
+        pin = journal.pin_runs if journal is not None else _as_typed
+        words = [f"--rerun {pin(self.rerun, rerun=True)}"] if self.rerun else []
+        words += [f"-h {pin(value)}" for value in self.hosts]
         words += [f"-g {value}" for value in self.groups]
         return " ".join([*words, *self.patterns]) or "all"
+
+
+def _as_typed(text: str, *, rerun: bool = False) -> str:
+    return text
+
+
+# A relative run reference: in ``@run:REF[:STATUS]`` terms, and leading a --rerun value.
+_RUN_TERM_REF = re.compile(r"(?<=@run:)(last(?:~\d+)?)(?=[:,]|$)")
+_RERUN_REF = re.compile(r"^(last(?:~\d+)?)(?=:|$)")
 
 
 @dataclass(frozen=True)
@@ -218,18 +231,51 @@ class JournalOptions(OptionGroup):
         help="Do not record this run (--rerun and @run: still read the journal).",
     )
 
+    # run references (last, last~N) as this command resolved them: the first resolution
+    # of each, the one its selection used (not on the command line)
+    resolved: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
     def path(self) -> Path:
         return Path(self.journal_path).expanduser() if self.journal_path else default_journal_path()
 
     def run_hosts(self, term: str) -> list[str]:
         """Host names for ``@run:TERM`` / ``--rerun TERM`` (``RUN[:STATUS+STATUS]``);
-        SelectionError (exit 2) when there is no such run."""
+        SelectionError (exit 2) when there is no such run. The run id a relative
+        reference resolved to is kept in :attr:`resolved` (see :meth:`pin_runs`)."""
+        ref, _, statuses = term.partition(":")
         where = self.path()
         if not where.exists():
-            ref = term.partition(":")[0]
             raise SelectionError(f"no run '{ref}': no run recorded yet (no journal {where})")
         with Journal.open(where) as journal:
-            return hosts_of_run_term(journal, term)
+            run_id = resolve_run_ref(journal, ref)
+            self.resolved.setdefault(ref.strip(), run_id)
+            return hosts_of_run(journal, str(run_id), [statuses] if statuses else ())
+
+    def pin_runs(self, text: str, *, rerun: bool = False) -> str:
+        """*text* (a -h value or argv word; *rerun*: a --rerun value) with each relative
+        run reference this command resolved replaced by the run's id:
+        ``@run:last:failed`` -> ``@run:41:failed``."""
+
+        def pinned(match: re.Match[str]) -> str:
+            return str(self.resolved.get(match.group(1), match.group(1)))
+
+        if rerun:
+            text = _RERUN_REF.sub(pinned, text)
+        return _RUN_TERM_REF.sub(pinned, text)
+
+    def pin_argv(self, argv: Sequence[str]) -> list[str]:
+        """*argv* with the value of ``--rerun`` and every ``@run:`` term pinned (see
+        :meth:`pin_runs`): what the journal records of the command line."""
+        words: list[str] = []
+        after_rerun = False
+        for word in argv:
+            if word.startswith("--rerun="):
+                value = word.removeprefix("--rerun=")
+                words.append("--rerun=" + self.pin_runs(value, rerun=True))
+            else:
+                words.append(self.pin_runs(word, rerun=after_rerun))
+            after_rerun = word == "--rerun"
+        return words
 
 
 @dataclass(frozen=True)
@@ -490,7 +536,8 @@ class TransferOptions(OptionGroup):
 
 @dataclass(frozen=True)
 class LogOptions(OptionGroup):
-    """Diagnostics on stderr: -v (info), -vv or --debug (debug), else $HOSTBATCH_LOG."""
+    """Diagnostics on stderr (or --log-file): -v (info), -vv or --debug (debug), else
+    $HOSTBATCH_LOG. Worker processes log the same way (engine/executors/processes.py)."""
 
     keyword: ClassVar[str] = "log"
 
@@ -508,10 +555,21 @@ class LogOptions(OptionGroup):
         is_flag=True,
         help="Debug records of hostbatch and the SSH libraries on stderr (secrets masked).",
     )
+    log_file: str | None = option(
+        "--log-file",
+        metavar="PATH",
+        help="Append the diagnostics asked for by -v, --debug or HOSTBATCH_LOG to PATH "
+        "instead of stderr (worker processes too).",
+    )
 
     def configure(self) -> None:
-        """Set up logging once for this process (silent unless asked)."""
-        logs.configure(logs.level_from(self.verbose, debug=self.debug))
+        """Set up logging once for this process (silent unless asked); a log file that
+        cannot be opened is a usage error (exit 2)."""
+        path = str(Path(self.log_file).expanduser()) if self.log_file else None
+        try:
+            logs.configure(logs.level_from(self.verbose, debug=self.debug), path=path)
+        except OSError as exc:
+            raise click.UsageError(f"cannot write --log-file {path}: {exc.strerror}") from None
 
 
 @dataclass(frozen=True)

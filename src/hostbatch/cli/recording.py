@@ -100,8 +100,9 @@ class RunRecord:
             return cls()
         try:
             names = [host.name for host in hosts]
+            argv = options.pin_argv(sys.argv[1:])  # --rerun last: the run it meant
             sink = JournalSink.begin(
-                journal, kind, operation, selection, names, argv=sys.argv[1:], options=settings
+                journal, kind, operation, selection, names, argv=argv, options=settings
             )
         except SINK_ERRORS as exc:
             journal.close()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import fnmatch
-import gc
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hostbatch.errors import InventoryError, SelectionError
+from hostbatch.gcpause import collector_paused
 from hostbatch.inventory import ini, sshconfig
 from hostbatch.inventory.patterns import MAX_EXPANSION, Term, clip, count_names, expand, parse_terms
 from hostbatch.inventory.records import LoadResult
@@ -221,7 +220,7 @@ def load_inventory(
 ) -> Inventory:
     """Find, read and resolve an inventory. Raises InventoryError naming file and line."""
     sources = find_inventory(paths, environ)
-    with _collector_paused():
+    with collector_paused():
         result = LoadResult()
         for path in sources:
             load_source(path, result)
@@ -233,17 +232,3 @@ def load_inventory(
             warnings=tuple(result.warnings),
             group_order=result.group_order,
         )
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while loading: the millions of objects a large
-    inventory creates would trigger full collections again and again (100k hosts: 3x the
-    CPU time). Loading creates no reference cycles worth collecting."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import importlib
-from collections.abc import Iterator
 from typing import NamedTuple
 
 from hostbatch.errors import MissingExtraError, UsageError
+from hostbatch.gcpause import collector_paused
 from hostbatch.transport.base import TransportFactory
 
 
@@ -54,7 +52,7 @@ def get_transport(name: str) -> TransportFactory:
     if name in _loaded:
         return _loaded[name]
     entry = _entry(name)
-    with _collector_paused():
+    with collector_paused():
         try:
             importlib.import_module(entry.library)
         except ImportError:
@@ -63,17 +61,3 @@ def get_transport(name: str) -> TransportFactory:
     factory: TransportFactory = getattr(module, entry.factory)
     _loaded[name] = factory
     return factory
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while an SSH library is imported: its hundreds of
-    classes and functions would set off ~50 collections that find nothing to free
-    (asyncssh: ~25 ms of CPU on every cold run, bench/coldcpu.py)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()

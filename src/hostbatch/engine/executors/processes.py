@@ -2,15 +2,18 @@
 
 Each worker runs the inline executor on its shard with its share of the fanout and sends
 events in small batches (every ``FLUSH_SECONDS`` or ``FLUSH_EVENTS``). The parent emits
-them as they arrive. A worker that dies marks its unfinished hosts failed; the run
-never hangs on it.
+them as they arrive. Workers log as the parent was told (``hostbatch.logs.current()``:
+level and destination, secrets masked). A worker that dies marks its unfinished hosts
+failed; the run never hangs on it.
 
 Stopping: when the parent's run is cancelled (Ctrl-C, SIGTERM, SIGHUP in the CLI) it sends
 SIGTERM to its workers and waits for them at most ``WORKER_EXIT_WAIT`` seconds (then
 SIGKILL). A worker treats SIGTERM, and its parent going away, as a cancellation of its own
 run: every host's task is cancelled, so the transport signals the remote command and
-closes the connection, before the worker exits. Ctrl-C and hang-ups reach the whole
-process group; workers ignore those and let the parent decide.
+closes the connection, before the worker exits. A worker starts with SIGTERM blocked
+until its handler is in place, so one sent while it imports the SSH libraries stops it
+the same way rather than killing it. Ctrl-C and hang-ups reach the whole process group;
+workers ignore those and let the parent decide.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ import signal
 import sys
 import time
 from dataclasses import replace
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from hostbatch import logs
 from hostbatch.engine import loop as event_loop
 from hostbatch.engine.executors.inline import run_hosts
 from hostbatch.engine.hostrun import Emit
@@ -93,10 +98,14 @@ def _watch_control(control: Connection, gate: StartGate) -> None:
     loop.add_reader(control.fileno(), readable)
 
 
-def _worker_main(plan: Plan, conn: Connection, control: Connection) -> None:
-    """Entry point of a worker process."""
+def _worker_main(
+    plan: Plan, conn: Connection, control: Connection, log: logs.LogSettings | None
+) -> None:
+    """Entry point of a worker process; *log*: how the parent logs (logs.current())."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # and about a hang-up
+    logs.configure_as(log)
+    logs.logger.info("worker process %d: %d host(s)", os.getpid(), len(plan.hosts))
     batcher = _Batcher(conn)
     parent = os.getppid()
 
@@ -104,6 +113,9 @@ def _worker_main(plan: Plan, conn: Connection, control: Connection) -> None:
         run = asyncio.current_task()
         assert run is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, run.cancel)
+        # started with SIGTERM blocked (_start_worker): one that came meanwhile is
+        # delivered now, to the handler, and cancels the run like a later one
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         ticker = asyncio.create_task(batcher.tick(parent, run))
         gate = StartGate()
         _watch_control(control, gate)
@@ -210,6 +222,22 @@ async def _wait_for_workers(shards: list[_Shard]) -> None:
             shard.process.join(timeout=1)
 
 
+def _start_worker(process: BaseProcess) -> None:
+    """Start *process* with SIGTERM blocked (the mask survives fork and exec), so a
+    SIGTERM that comes while it starts up and imports the SSH libraries (warm_up, before
+    its loop can take a handler) waits for that handler instead of killing it outright
+    with its hosts unreported; the worker unblocks it once the handler is in place.
+    (multiprocessing does the same for its resource tracker, bpo-33613, and unblocks
+    SIGTERM after starting that: so it is started first.)"""
+    resource_tracker.ensure_running()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        process.start()
+    finally:
+        if signal.SIGTERM not in blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 async def run_sharded(plan: Plan, emit: Emit, workers: int, gate: StartGate | None = None) -> None:
     """Run *plan* across *workers* processes; returns when every host has finished.
     When *gate* closes, every worker is told to start no more hosts."""
@@ -223,9 +251,11 @@ async def run_sharded(plan: Plan, emit: Emit, workers: int, gate: StartGate | No
         receiver, sender = context.Pipe(duplex=False)
         control_in, control_out = context.Pipe(duplex=False)
         process = context.Process(
-            target=_worker_main, args=(shard_plan, sender, control_in), daemon=True
+            target=_worker_main,
+            args=(shard_plan, sender, control_in, logs.current()),
+            daemon=True,
         )
-        process.start()
+        _start_worker(process)
         sender.close()
         control_in.close()
         shard = _Shard(shard_plan, process, receiver, control_out, gate)
