@@ -60,6 +60,7 @@ Run journal (every run, put, get and shell line; --no-journal to skip one):
 Diagnostics on stderr (secrets masked):
   hostbatch -v run ...       info;  -vv or --debug: debug, SSH libraries included
   HOSTBATCH_LOG=debug|info|warning   the same without flags
+  hostbatch --log-file run.log -vv run ...   to a file instead (workers too)
 
 \b
 More: hostbatch help [inventory|patterns|exit-codes|color]
