@@ -99,3 +99,16 @@ def dask_cluster() -> Iterator[Cluster]:
 
 def worker_pids(cluster: Cluster) -> dict[str, int]:
     return {name: process.pid for name, process in cluster.workers.items()}
+
+
+@pytest.fixture
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A cluster of the test's own (scheduler plus worker ``w``, 2 threads), for tests
+    that kill its scheduler."""
+    cluster = _start_scheduler(tmp_path_factory.mktemp("own-cluster"))
+    try:
+        cluster.start_worker("w")
+        cluster.wait_for_workers(1)
+        yield cluster
+    finally:
+        cluster.stop()

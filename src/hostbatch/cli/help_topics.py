@@ -20,7 +20,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         1,
         "all hosts reached; some commands exited non-zero, timed out, lost their "
         "connection mid-command or failed; or the run stopped early (--max-fail, a failed "
-        "--canary) and some hosts were not started",
+        "--canary) and some hosts were not started; or (`--engine dask`) a worker or the "
+        "scheduler was lost mid-run: the hosts without a result are errors",
     ),
     (2, "bad usage or inventory (nothing was run)"),
     (

@@ -26,6 +26,30 @@ Event; each shard watches it from a thread and cancels its own run, so every hos
 task is cancelled and the transports signal the remote commands, as locally. The client
 waits for the shards at most ``SHARD_EXIT_WAIT`` seconds. A closed StartGate
 (``--max-fail``) sets the ``stop-starting`` Event: shards start no more hosts.
+
+The scheduler lost mid-run (killed, its machine gone): the client's connection to it
+closes and Dask cancels every future; or, when it goes silent instead (stopped, a
+partition), the client's calls to it fail for ``SCHEDULER_TIMEOUT`` seconds. Either way
+the run does not wait for Dask to reconnect (a scheduler that comes back has forgotten
+the run): every host without a result is reported ``error: dask scheduler ADDRESS lost
+before this host finished``, hosts that finished keep their results, a rolling run
+starts no further wave (its hosts: not started), and the client is closed within
+``CLOSE_WAIT`` seconds (Dask's own reconnect records, which would repeat the news as
+tracebacks, are dropped from then on). The CLI prints the summary, records the run and
+exits 1, as for a lost worker.
+
+Shards whose results can reach nobody stop themselves, cancelling their run as on a
+normal cancel (remote commands signalled, no further host started), so that a host the
+client reported failed does not go on running unseen. Each shard checks every
+``CLIENT_POLL`` seconds (:func:`_watch_lost`): its worker's status (a dask worker closes
+as soon as it loses the scheduler), whether the run's client has left the scheduler (the
+scheduler logs ``remove-client`` on the topic named by the client's id, read with the
+``events`` call behind ``Client.get_events``; a CLI killed with SIGKILL is removed as
+soon as its connection closes, a partitioned one after Dask's TCP timeout,
+``distributed.comm.timeouts.tcp``), and that the scheduler answers at all (not for
+``SCHEDULER_TIMEOUT`` seconds: stop). Without this, a shard of a dead scheduler ran on
+until its worker gave up waiting for it (30 s) and a shard of a killed CLI ran to its
+end.
 """
 
 from __future__ import annotations
@@ -33,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import pickle
 import threading
@@ -57,7 +82,11 @@ SHARD_EXIT_WAIT = 8.0  # seconds a stopped run waits for its shards to cancel th
 WORKER_POLL = 0.5  # seconds between checks that the workers running shards are alive
 EVENTS_WAIT = 10.0  # seconds to wait for a finished shard's last batches to arrive
 WATCH_INTERVAL = 1.0  # seconds each shard-side Event wait lasts before checking again
+CLIENT_POLL = 1.0  # seconds between a shard's checks that its scheduler and client are there
+SCHEDULER_TIMEOUT = 10.0  # seconds of failed calls after which the scheduler counts as lost
+CLOSE_WAIT = 5.0  # seconds the client may take to close once its scheduler is lost
 LOST = "dask worker lost before this host finished"
+SCHEDULER_LOST = "dask scheduler {address} lost before this host finished"  # the error
 SECURE_SCHEMES = ("tls", "wss", "inproc")
 
 
@@ -157,9 +186,56 @@ def _watch(event: Any, done: threading.Event, then: Callable[[], None]) -> None:
                 return
 
 
-def _run_shard(plan: Plan, run_id: str, index: int) -> dict[str, Any]:
+def _client_left(client: Any, client_id: str) -> bool:
+    """Whether the run's client has left the scheduler: the scheduler logs
+    ``remove-client`` on the topic named by the client's id as soon as the client's
+    connection closes. Raises (OSError, TimeoutError, ...) when the scheduler does not
+    answer within ``SCHEDULER_TIMEOUT``."""
+    events = client.sync(
+        client.scheduler.events, topic=client_id, callback_timeout=SCHEDULER_TIMEOUT
+    )
+    return any(isinstance(m, dict) and m.get("action") == "remove-client" for _, m in events)
+
+
+def _lost_reason(worker: Any, client: Any, client_id: str | None) -> str | None:
+    """Why the shard's run has nobody to report to any more, or None while it has."""
+    if str(getattr(worker.status, "name", "running")) in ("closing", "closed", "failed"):
+        return "its dask worker lost the scheduler (or is closing)"
+    if client_id is not None and _client_left(client, client_id):
+        return "the run's client left the dask scheduler"
+    return None
+
+
+def _watch_lost(
+    worker: Any,
+    client: Any,
+    client_id: str | None,
+    done: threading.Event,
+    then: Callable[[str], None],
+) -> None:
+    """In a thread: call *then* with the reason once the shard's results can reach nobody:
+    its worker lost the scheduler, the run's client left it (killed, SIGKILL, network),
+    or the scheduler did not answer for ``SCHEDULER_TIMEOUT`` seconds."""
+    answered = time.monotonic()
+    while not done.wait(CLIENT_POLL):
+        try:
+            reason = _lost_reason(worker, client, client_id)
+        except Exception:
+            if time.monotonic() - answered < SCHEDULER_TIMEOUT:
+                continue
+            reason = f"the dask scheduler did not answer for {SCHEDULER_TIMEOUT:g}s"
+        else:
+            answered = time.monotonic()
+        if reason is not None:
+            then(reason)
+            return
+
+
+def _run_shard(plan: Plan, run_id: str, index: int, client_id: str | None = None) -> dict[str, Any]:
     """The Dask task: run one shard's hosts in this worker; returns how many batches it
-    sent, or ``retried`` when another attempt already claimed the shard."""
+    sent; ``retried`` when another attempt already claimed the shard, ``orphaned`` when
+    its results could reach nobody before it started. *client_id*: the run's client,
+    whose leaving the scheduler stops the shard (None: not watched)."""
     distributed = _distributed()
     worker = distributed.get_worker()
     client = distributed.get_client()
@@ -170,6 +246,9 @@ def _run_shard(plan: Plan, run_id: str, index: int) -> dict[str, Any]:
     cancel = distributed.Event(f"{run_id}-cancel", client=client)
     if cancel.is_set():  # the run was stopped before this shard started: start nothing
         return {"batches": 0, "cancelled": True}
+    with contextlib.suppress(Exception):  # unanswered: the watcher below decides
+        if _lost_reason(worker, client, client_id) is not None:
+            return {"batches": 0, "orphaned": True}
     batcher = _TopicBatcher(worker, run_id, index)
     stop_starting = distributed.Event(f"{run_id}-stop-starting", client=client)
     done = threading.Event()
@@ -179,13 +258,26 @@ def _run_shard(plan: Plan, run_id: str, index: int) -> dict[str, Any]:
         run = asyncio.current_task()
         assert run is not None
         gate = StartGate()
+
+        def orphaned(reason: str) -> None:
+            logger.warning(
+                "hostbatch shard %d of %s: %s; stopping its hosts", index, run_id, reason
+            )
+            loop.call_soon_threadsafe(run.cancel)
+
         watchers = [
             threading.Thread(
-                target=_watch, args=(cancel, done, lambda: loop.call_soon_threadsafe(run.cancel))
+                target=_watch,
+                args=(cancel, done, lambda: loop.call_soon_threadsafe(run.cancel)),
+                daemon=True,
             ),
             threading.Thread(
                 target=_watch,
                 args=(stop_starting, done, lambda: loop.call_soon_threadsafe(gate.close, "")),
+                daemon=True,
+            ),
+            threading.Thread(
+                target=_watch_lost, args=(worker, client, client_id, done, orphaned), daemon=True
             ),
         ]
         for watcher in watchers:
@@ -303,11 +395,35 @@ def shard_plans(plan: Plan, groups: list[_Group]) -> Iterator[tuple[Plan, _Group
 class DaskRun:
     """One run's connection to the cluster; :meth:`run_wave` runs a (sub)plan on it."""
 
-    def __init__(self, client: Any, on_shard: Callable[[ShardInfo], None] | None) -> None:
+    def __init__(
+        self, client: Any, on_shard: Callable[[ShardInfo], None] | None, address: str = ""
+    ) -> None:
         self.client = client
         self.distributed = _distributed()
         self.on_shard = on_shard
+        self.address = address
+        self.lost: str | None = None  # set once the scheduler is lost: the hosts' error
         self._pending: set[asyncio.Future[Any]] = set()
+        self._quiet = _DropClientRecords()
+
+    def scheduler_lost(self) -> bool:
+        """Whether the scheduler is gone: declared lost, or the client's connection to it
+        closed (Dask then cancels every future and tries to reconnect; a scheduler that
+        comes back has forgotten the run, so the run does not wait for that)."""
+        if self.lost is None and self.client.status != "running":
+            self._declare_lost()
+        return self.lost is not None
+
+    def _lost_error(self) -> str:
+        return self.lost or SCHEDULER_LOST.format(address=self.address)
+
+    def _declare_lost(self) -> None:
+        if self.lost is None:
+            self.lost = SCHEDULER_LOST.format(address=self.address)
+            logging.getLogger("distributed.client").addFilter(self._quiet)
+            logger.warning(
+                "dask scheduler %s lost; failing the hosts without a result", self.address
+            )
 
     async def workers(self) -> dict[str, dict[str, Any]]:
         identity = await self.client.scheduler.identity()
@@ -315,6 +431,11 @@ class DaskRun:
         return workers
 
     async def run_wave(self, plan: Plan, emit: Emit, gate: StartGate | None) -> None:
+        if self.lost is not None:  # an earlier wave lost the scheduler: nothing to run on
+            now = time.time()
+            for host in plan.hosts:
+                emit(Finished(HostResult(host.name, Status.ERROR, error=self.lost, ended=now)))
+            return
         run_id = f"hostbatch-{uuid.uuid4().hex}"
         groups = placement(plan, await self.workers())
         shards: list[_Shard] = []
@@ -328,6 +449,7 @@ class DaskRun:
                 shard_plan,
                 run_id,
                 index,
+                self.client.id,
                 key=f"{run_id}-task-{index}",
                 pure=False,
                 retries=0,
@@ -343,9 +465,14 @@ class DaskRun:
         try:
             await self._wait(shards, emit)
         except asyncio.CancelledError:
-            await self._stop(run_id, shards)
-            await self._cleanup(run_id, shards, stopped=True)
+            if not self.scheduler_lost():
+                await self._stop(run_id, shards)
+                await self._cleanup(run_id, shards, stopped=True)
             raise
+        if self.scheduler_lost():  # its state went with it: nothing to clean up
+            if gate is not None:
+                gate.close(f"not started: the dask scheduler {self.address} was lost")
+            return
         await self._cleanup(run_id, shards, stopped=False)
 
     def _receive(
@@ -383,15 +510,27 @@ class DaskRun:
             emit(received)
 
     async def _wait(self, shards: list[_Shard], emit: Emit) -> None:
-        watchers = [asyncio.ensure_future(self._watch_shard(s, emit)) for s in shards]
-        monitor = asyncio.ensure_future(self._monitor(shards, emit))
+        """Until every shard is done, or the monitor finds the scheduler lost: then every
+        host without a result fails with :data:`SCHEDULER_LOST` (the shards, cut off from
+        the scheduler, cancel their hosts themselves: :func:`_watch_lost`)."""
+        watchers: asyncio.Future[Any] = asyncio.gather(
+            *(self._watch_shard(s, emit) for s in shards)
+        )
+        monitor: asyncio.Future[Any] = asyncio.ensure_future(self._monitor(shards, emit))
         try:
-            await asyncio.gather(*watchers)
+            await asyncio.wait({watchers, monitor}, return_when=asyncio.FIRST_COMPLETED)
+            if self.scheduler_lost():
+                for shard in shards:
+                    shard.fail_unfinished(emit, self._lost_error())
+            elif watchers.done():
+                watchers.result()
+            else:
+                monitor.result()  # raises what stopped the monitor: a bug
+                raise AssertionError("the dask monitor ended before the shards")
         finally:
             monitor.cancel()
-            for watcher in watchers:
-                watcher.cancel()
-            await asyncio.gather(monitor, *watchers, return_exceptions=True)
+            watchers.cancel()
+            await asyncio.gather(monitor, watchers, return_exceptions=True)
 
     async def _watch_shard(self, shard: _Shard, emit: Emit) -> None:
         try:
@@ -399,11 +538,13 @@ class DaskRun:
         except asyncio.CancelledError:
             if not shard.future.cancelled():
                 raise  # this run was cancelled, not the shard
-            shard.fail_unfinished(emit, LOST)
+            shard.fail_unfinished(emit, self._lost_error() if self.scheduler_lost() else LOST)
             return
         except Exception as exc:
             error = LOST
-            if "KilledWorker" not in type(exc).__name__:
+            if self.scheduler_lost():
+                error = self._lost_error()
+            elif "KilledWorker" not in type(exc).__name__:
                 error = f"dask shard failed: {type(exc).__name__}: {exc}"
             shard.fail_unfinished(emit, error)
             return
@@ -417,21 +558,38 @@ class DaskRun:
         shard.fail_unfinished(emit, "dask shard ended without reporting this host")
 
     async def _monitor(self, shards: list[_Shard], emit: Emit) -> None:
-        """Give up the unfinished hosts of shards whose worker left the cluster."""
-        while True:
+        """Give up the unfinished hosts of shards whose worker left the cluster; return
+        once the scheduler is lost: the client's connection to it closed, or it has not
+        answered for ``SCHEDULER_TIMEOUT`` seconds (a silent death, a partition)."""
+        answered = time.monotonic()
+        while not self.scheduler_lost():
             await asyncio.sleep(WORKER_POLL)
-            live = set(await self.workers())
-            for shard in shards:
-                if not shard.unfinished or shard.future.done():
-                    continue
-                if shard.address is None:
-                    shard.address = await self.client.get_dataset(shard.claim, default=None)
-                if shard.address is not None and shard.address not in live:
-                    shard.fail_unfinished(emit, LOST)
-                    with contextlib.suppress(Exception):
-                        await shard.future.cancel()
+            if self.scheduler_lost():
+                return
+            left = SCHEDULER_TIMEOUT - (time.monotonic() - answered)
+            try:
+                await asyncio.wait_for(self._check_workers(shards, emit), max(left, 0.1))
+            except Exception:
+                if time.monotonic() - answered >= SCHEDULER_TIMEOUT:
+                    self._declare_lost()
+                continue
+            answered = time.monotonic()
+
+    async def _check_workers(self, shards: list[_Shard], emit: Emit) -> None:
+        live = set(await self.workers())
+        for shard in shards:
+            if not shard.unfinished or shard.future.done():
+                continue
+            if shard.address is None:
+                shard.address = await self.client.get_dataset(shard.claim, default=None)
+            if shard.address is not None and shard.address not in live:
+                shard.fail_unfinished(emit, LOST)
+                with contextlib.suppress(Exception):
+                    await shard.future.cancel()
 
     def _set_event(self, name: str) -> None:
+        if self.lost is not None:
+            return
         event = self.distributed.Event(name, client=self.client)
         task = asyncio.ensure_future(event.set())
         self._pending.add(task)
@@ -465,7 +623,24 @@ class DaskRun:
                 await self.distributed.Event(f"{run_id}-{name}", client=self.client).clear()
 
     async def close(self) -> None:
-        await self.client.close()
+        """Close the client; after a lost scheduler within ``CLOSE_WAIT`` seconds (Dask
+        would go on trying to reconnect for the connect timeout)."""
+        try:
+            if self.lost is None:
+                await self.client.close()
+            else:
+                await asyncio.wait_for(self.client.close(), CLOSE_WAIT)
+        finally:
+            logging.getLogger("distributed.client").removeFilter(self._quiet)
+
+
+class _DropClientRecords(logging.Filter):
+    """Once hostbatch has reported the scheduler lost (as every unfinished host's error),
+    the Dask client's own records of it (its reconnect attempts, failing or cut short by
+    closing, with tracebacks) say it again, less clearly: dropped until it is closed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
 
 
 def _settled(future: Any) -> asyncio.Future[None]:
@@ -518,4 +693,4 @@ async def connect(plan: Plan, on_shard: Callable[[ShardInfo], None] | None = Non
         raise ClusterError(
             f"the dask scheduler at {address} has no workers (waited {timeout:g}s)"
         ) from None
-    return DaskRun(client, on_shard)
+    return DaskRun(client, on_shard, address)
