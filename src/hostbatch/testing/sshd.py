@@ -52,6 +52,7 @@ __all__ = [
     "TEST_USER",
     "TEST_USERS",
     "find_sshd",
+    "prepare_login_user",
 ]
 
 TEST_USER = "hostbatch-test"
@@ -150,9 +151,9 @@ def _machine_password(user: str = TEST_USER) -> str:
     return password
 
 
-def _prepare_login_user(login_shell: str = "/bin/sh") -> tuple[str, str | None]:
-    """Return (username, password); as root make sure the :data:`TEST_USERS` user for
-    *login_shell* exists."""
+def prepare_login_user(login_shell: str = "/bin/sh") -> tuple[str, str | None]:
+    """Return (username, password) of the login user for *login_shell*: as root the
+    :data:`TEST_USERS` user, created when missing; as anyone else the current user."""
     if os.geteuid() != 0:
         return pwd.getpwuid(os.geteuid()).pw_name, None
     user = TEST_USERS[login_shell]
@@ -545,7 +546,7 @@ class OpenSSHServer:
         )
         files.authorized_keys.chmod(0o644)
         host_key_line = files.host_key.with_name(files.host_key.name + ".pub").read_text().strip()
-        username, password = _prepare_login_user(self._login_shell)
+        username, password = prepare_login_user(self._login_shell)
         version = _sshd_version(sshd)
         last_error: SshdError | None = None
         for _ in range(_START_ATTEMPTS):
