@@ -31,9 +31,11 @@ from hostbatch import api
 from hostbatch.api import RunOptions, make_plan, select_hosts
 from hostbatch.engine.executors.agent import run_in_agent
 from hostbatch.engine.limits import Limits
-from hostbatch.engine.resident import SHELLS
+from hostbatch.engine.resident import SHELLS, ResidentShell
 from hostbatch.models import Command, HostResult
+from hostbatch.testing.plugin import SshdFactory
 from hostbatch.testing.sshd import OpenSSHServer, find_sshd
+from hostbatch.transport.asyncssh_ import AsyncsshTransport
 from hostbatch.transport.base import ConnectOptions
 from tests.fixtures.cli import cli_argv, cli_env, run_cli
 from tests.integration.test_agent import (  # noqa: F401  (agent_env is a fixture)
@@ -142,6 +144,9 @@ CASES = [
                 'echo "$- ${X-unset}"; shopt -p nullglob; declare -F; set -o | grep pipefail',
             ),
             ("bash: last command exec'd", "true; printenv SHLVL _"),
+            ("bash: a program, plain words", "printenv SHLVL _ HOME"),
+            ("bash: plain words, an error", "ls -d / /nonexistent-x"),
+            ("bash: plain words, a builtin", "cd /nonexistent-x"),
             ("bash: nested bash", "bash -c 'echo \"$SHLVL $0\"'"),
             (
                 "bash: here-document with a bad substitution",
@@ -353,3 +358,57 @@ def test_timeout_and_ctrl_c_kill_the_remote_tree_and_the_next_run_works(
     assert sessions(verbose_sshd) == before  # it ran in the resident shell
     again = run_cli("run", *args, "--persist", "--", "echo still-works", env=agent_env)
     assert again.returncode == 0 and "h1 | still-works" in again.stdout
+
+
+def test_bashrc_is_read_per_command_and_an_exported_change_means_sessions(
+    sshd_factory: SshdFactory,
+    agent_env: Env,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bash started by sshd reads ~/.bashrc (Debian's SSH_SOURCE_BASHRC), every cold run
+    again: so does the ``bash -c`` the resident shell execs per command. A .bashrc that
+    exports what sshd did not give makes the resident shell refuse to start (its
+    children would get another environment): sessions run the commands."""
+    if os.geteuid() != 0:
+        pytest.skip("changes the login user's ~/.bashrc: only as root (a test user's)")
+    server = sshd_factory(log_level="VERBOSE", login_shell="/bin/bash")
+    bashrc = Path(pwd.getpwnam(server.username).pw_dir) / ".bashrc"
+    saved = bashrc.read_bytes() if bashrc.exists() else None
+    try:
+        bashrc.write_text('from_bashrc=1\nf() { echo "f from .bashrc $from_bashrc"; }\n')
+        monkeypatch.setenv("XDG_RUNTIME_DIR", agent_env["XDG_RUNTIME_DIR"])
+        monkeypatch.delenv("HOSTBATCH_RESIDENT", raising=False)
+        runner = Runner(server, inventory(server, tmp_path / "inv.ini", ("h1",)))
+        settle(server, lambda: runner.warm("true").exit_status == 0)
+        command = 'f; echo "${FROM_BASHRC-unset}"'
+        before = sessions(server)
+        assert runner.warm(command) == runner.cold(command)
+        assert runner.warm(command).stdout == b"f from .bashrc 1\nunset\n"
+        assert sessions(server) - before == 1  # the cold run's only
+        bashrc.write_text("export FROM_BASHRC=yes\n")  # read by each command's bash -c
+        assert runner.warm(command).stdout.endswith(b"yes\n")
+        assert runner.warm(command) == runner.cold(command)
+
+        # a new shell (on a new connection) refuses: its children would get FROM_BASHRC
+        host = runner.hosts[0]
+        options = ConnectOptions(known_hosts=str(server.known_hosts))
+
+        async def start() -> bool:
+            transport = AsyncsshTransport(host, options)
+            await transport.connect()
+            shell = ResidentShell("h1", "bash")
+            try:
+                return await shell.start(transport)
+            finally:
+                await shell.kill()
+                await transport.close()
+
+        assert asyncio.run(start()) is False
+        bashrc.write_text("from_bashrc=1\n")
+        assert asyncio.run(start()) is True  # the same, unexported: it starts
+    finally:
+        if saved is None:
+            bashrc.unlink(missing_ok=True)
+        else:
+            bashrc.write_bytes(saved)

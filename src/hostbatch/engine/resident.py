@@ -42,14 +42,25 @@ it (the shell's ``$0``) and the environment sshd gave the shell, so the command 
 ``bash -c`` of its own started as sshd would start it; it reads its start-up files,
 parses (syntax errors are its own) and execs its last command itself. The environment
 is /proc/$$/environ: at start the shell compares it with what a child of it would be
-given and refuses (sessions, for the connection) when start-up files (``.bashrc``, which
-bash reads when started by sshd, or ``BASH_ENV``) changed it other than bash's own PWD
-and SHLVL, which are put back as sshd had them. The start-up files are read once more
-than cold runs would (when the shell starts: output then makes it refuse too). What
-stays another: the command's parent ($PPID is the resident shell, not sshd's session
-process: commands naming PPID take a session), its session and process group (it is no
-session leader) and stdin (``/dev/null``, not an empty pipe), as for dash. The cost is a
-fork and an exec of bash per command instead of an SSH session.
+given and refuses (sessions, for the connection) when start-up files (``~/.bashrc``,
+which Debian's bash reads when started by sshd; BASH_ENV is not read then) changed it
+other than bash's own PWD and SHLVL, which are put back as sshd had them. The start-up
+files are read once more than cold runs would (when the shell starts: output then makes
+it refuse too).
+
+Fast path, for plain words (``hb_v=1``) naming ``true``, ``false``, ``:`` or a program
+found on PATH (no function or builtin of that name, IFS as bash's default, no BASH_ENV):
+the subshell runs it itself, as ``bash -c`` would exec it: SHLVL one less, ``$_`` its
+path, stderr its own (the subshell's, /dev/null, takes bash's "Killed" notice, which an
+exec'd command never gets). No exec of bash: a fork, as for dash. Here ~/.bashrc is the
+one read when the resident shell started, not once per command: the same state, but a
+.bashrc with side effects (a file written per login) or reading the time makes a
+difference this path does not see.
+
+What stays another on both paths: the command's parent ($PPID is the resident shell,
+not sshd's session process: commands naming PPID take a session), its session and
+process group (it is no session leader) and stdin (``/dev/null``, not an empty pipe), as
+for dash.
 
 Sessions are used as before for what this cannot do exactly: a command with stdin
 (``--stdin``, sudo's password); for dash text containing a here-document (``<<``), ``$$``
@@ -171,13 +182,23 @@ cmp -s <("${hb_x[@]}" /proc/$$/environ | sort -z) <(hb_env; env -0 | "${hb_x[@]}
 exit 97
 exec 3>&2 2>/dev/null
 hb_n=$'\n'
+declare -A hb_b; for hb_e in $(compgen -b -k); do hb_b[$hb_e]=1; done
+hb_fast() {
+[ -n "$hb_v" ] && [ -z "${BASH_ENV+x}" ] && [ "$IFS" = $' \t\n' ] || return 1
+set -f; set -- $hb_c; set +f
+declare -F "$1" >/dev/null && return 1
+case $1 in true|false|:) [ -n "${hb_b[$1]}" ]; return;; *=*|*/*) return 1;; esac
+[ -z "${hb_b[$1]}" ] && hash "$1" 2>/dev/null || return 1
+SHLVL=$((SHLVL > 0 ? SHLVL - 1 : 0))
+}
 """
     + LEFT
     + r"""printf '\036%s:0:R\n' TOKEN; printf '\036%s\n' TOKEN >&3
 while IFS= read -r hb_i; do
 eval "$hb_i"
 read -r hb_a hb_a hb_a hb_a hb_f </proc/loadavg; hb_f=$((hb_f + 1))
-( exec </dev/null 2>&3 3>&-; hb_env; exec -a "$hb_0" "$SHELL" -c "$hb_c" )
+( exec </dev/null; if hb_fast; then set -f; set -- $hb_c; "$@" 2>&3 3>&-; exit; fi
+exec 2>&3 3>&-; hb_env; exec -a "$hb_0" "$SHELL" -c "$hb_c" )
 hb_s=$?
 if hb_left; then hb_r=L; else hb_r=K; fi
 printf '\036%s:%s:%s\n' "$hb_t" "$hb_s" "$hb_r"; printf '\036%s\n' "$hb_t" >&3
