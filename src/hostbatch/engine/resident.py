@@ -49,7 +49,8 @@ files are read once more than cold runs would (when the shell starts: output the
 it refuse too).
 
 Fast path, for plain words (``hb_v=1``) naming ``true``, ``false``, ``:`` or a program
-found on PATH (no function or builtin of that name, IFS as bash's default, no BASH_ENV):
+found on PATH (no alias, function or builtin of that name, IFS as bash's default, no
+BASH_ENV):
 the subshell runs it itself, as ``bash -c`` would exec it: SHLVL one less, ``$_`` its
 path, stderr its own (the subshell's, /dev/null, takes bash's "Killed" notice, which an
 exec'd command never gets). No exec of bash: a fork, as for dash. Here ~/.bashrc is the
@@ -166,7 +167,8 @@ done
 # /proc/$$/environ: the start refuses when start-up files changed what a child would be
 # given, other than bash's own PWD and SHLVL, which are put back as sshd had them).
 PROGRAM_BASH = (
-    r"""[ /proc/$$/exe -ef "$SHELL" ] && [ -n "$BASH_VERSION" ] || exit 97
+    r"""shopt -u expand_aliases
+[ /proc/$$/exe -ef "$SHELL" ] && [ -n "$BASH_VERSION" ] || exit 97
 [ -r /proc/loadavg ] && [ -r /proc/self/stat ] && [ -r /proc/$$/environ ] || exit 97
 hb_0=$0
 mapfile -d '' hb_a </proc/$$/environ
@@ -186,7 +188,7 @@ declare -A hb_b; for hb_e in $(compgen -b -k); do hb_b[$hb_e]=1; done
 hb_fast() {
 [ -n "$hb_v" ] && [ -z "${BASH_ENV+x}" ] && [ "$IFS" = $' \t\n' ] || return 1
 set -f; set -- $hb_c; set +f
-declare -F "$1" >/dev/null && return 1
+declare -F "$1" >/dev/null || [ -n "${BASH_ALIASES[$1]+x}" ] && return 1
 case $1 in true|false|:) [ -n "${hb_b[$1]}" ]; return;; *=*|*/*) return 1;; esac
 [ -z "${hb_b[$1]}" ] && hash "$1" 2>/dev/null || return 1
 SHLVL=$((SHLVL > 0 ? SHLVL - 1 : 0))
