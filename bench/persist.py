@@ -6,6 +6,7 @@ address per host). Usage::
     .venv/bin/python bench/persist.py --hosts 100 --repeat 1
     .venv/bin/python bench/persist.py --hosts 1000 --repeat 2 --ansible-forks 50
     .venv/bin/python bench/persist.py --hosts 300 --repeat 3 --ansible-forks 10,50,200
+    .venv/bin/python bench/persist.py --login-shell /bin/bash --ansible-forks ''
 
 Each step is one whole CLI process, timed from spawn to exit. hostbatch
 (``hostbatch run -i INV -h all -- true``): cold runs (every host connects and logs in), the
@@ -18,6 +19,10 @@ the resident shell). Ansible
 fleet's known_hosts): one first run that opens a ControlMaster per host, then warm runs
 through them (with several ``--ansible-forks``, a warm run for each). The warm runs
 alternate round by round, their order rotating.
+
+``--login-shell /bin/bash`` logs in as a user whose login shell is bash (as root,
+``hostbatch-test-bash``, see hostbatch.testing.sshd.TEST_USERS; the default /bin/sh is dash
+on Debian), whose resident shell execs a ``bash -c`` per command (engine/resident.py).
 
 For each step: the client's CPU (the process and every descendant it waited for: hostbatch's
 workers, Ansible's forks and their ssh mux clients), the sshd CPU (cgroup), the CPU of what
@@ -36,6 +41,7 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import pwd
 import re
 import resource
 import shutil
@@ -51,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from common import TICKS, SshdFleet, environment, save_report, sshd_fleet
+from hostbatch.testing.sshd import TEST_USERS, prepare_login_user
 
 COMMAND = "true"
 # Ansible's forks: on 2 cores the run is CPU-bound (Ansible's per-host Python work in a
@@ -67,11 +74,13 @@ def _logins(fleet: SshdFleet) -> int:
     return sum(server.log_text().count("Accepted ") for server in fleet.servers)
 
 
-def _inventory(fleet: SshdFleet, hosts: int, path: Path) -> Path:
+def _inventory(fleet: SshdFleet, hosts: int, path: Path, user: str | None = None) -> Path:
+    """An inventory of the fleet's hosts, logging in as *user* when given (every daemon
+    accepts the fleet's key for any user: AuthorizedKeysFile is one file)."""
     path.write_text(
         "".join(
             f"[{t['name']}]\nhostname = {t['hostname']}\nport = {t['port']}\n"
-            f"username = {t['username']}\nkey_file = {t['key_file']}\n\n"
+            f"username = {user or t['username']}\nkey_file = {t['key_file']}\n\n"
             for t in fleet.targets(hosts)
         )
     )
@@ -168,7 +177,7 @@ def _hostbatch_ok(stdout: str, stderr: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _hostbatch_arms(work: Path, fleet: SshdFleet, hosts: int) -> tuple[Arm, Arm, Arm]:
+def _hostbatch_arms(work: Path, fleet: SshdFleet, hosts: int, user: str) -> tuple[Arm, Arm, Arm]:
     """(cold run, --persist run, --persist run with a session per command)."""
     runtime = work / "runtime"
     runtime.mkdir(mode=0o700)
@@ -176,7 +185,7 @@ def _hostbatch_arms(work: Path, fleet: SshdFleet, hosts: int) -> tuple[Arm, Arm,
     env["HOSTBATCH_JOURNAL"] = str(work / "journal.sqlite")  # runs are journaled
     env.pop("HOSTBATCH_PERSIST", None)
     env.pop("HOSTBATCH_RESIDENT", None)
-    inventory = _inventory(fleet, hosts, work / "inventory.ini")
+    inventory = _inventory(fleet, hosts, work / "inventory.ini", user)
     base = [sys.executable, "-m", "hostbatch", "run", "-i", str(inventory)]
     base += ["--ssh-config", "", "--known-hosts", str(fleet.known_hosts), "-h", "all"]
     agent = lambda: _agent_cpu(env)  # noqa: E731
@@ -243,14 +252,16 @@ def _masters_cpu(control: Path) -> float:
     return total
 
 
-def _ansible_arm(work: Path, fleet: SshdFleet, hosts: int, forks: int, ansible: str) -> Arm:
+def _ansible_arm(
+    work: Path, fleet: SshdFleet, hosts: int, forks: int, ansible: str, *, user: str
+) -> Arm:
     control = work / "cp"  # short: a unix socket path has at most 107 bytes
     control.mkdir(mode=0o700)
     home = work / "ansible"
     (home / "tmp").mkdir(parents=True)
     lines = ["[fleet]"] + [
         f"{t['name']} ansible_host={t['hostname']} ansible_port={t['port']} "
-        f"ansible_user={t['username']} ansible_ssh_private_key_file={t['key_file']}"
+        f"ansible_user={user} ansible_ssh_private_key_file={t['key_file']}"
         for t in fleet.targets(hosts)
     ]
     lines += [
@@ -327,7 +338,8 @@ class Steps:
 def _measure(
     args: argparse.Namespace, work: Path, fleet: SshdFleet, stack: contextlib.ExitStack
 ) -> Steps:
-    cold_arm, persist_arm, sessions_arm = _hostbatch_arms(work, fleet, args.hosts)
+    user = prepare_login_user(args.login_shell)[0]
+    cold_arm, persist_arm, sessions_arm = _hostbatch_arms(work, fleet, args.hosts, user)
     steps = Steps([], [], [], [], [], {})
     steps.cold = [_step(cold_arm, fleet, args.hosts) for _ in range(args.repeat)]
     steps.first = [_step(persist_arm, fleet, args.hosts)]
@@ -339,7 +351,7 @@ def _measure(
         skipped = "not asked for (--ansible-forks '')"
     if skipped is None and ansible is not None:
         stack.enter_context(_masters_closed(work / "cp"))
-        arm = _ansible_arm(work, fleet, args.hosts, args.ansible_forks[0], ansible)
+        arm = _ansible_arm(work, fleet, args.hosts, args.ansible_forks[0], ansible, user=user)
         for forks in args.ansible_forks:
             argv = [*arm.argv[:-1], str(forks)]
             arms[forks] = dataclasses.replace(arm, name=f"ansible -f {forks}", argv=argv)
@@ -366,11 +378,13 @@ def _measure(
 
 def _report(args: argparse.Namespace, steps: Steps) -> str:
     repeat, forks = args.repeat, (args.ansible_forks or [0])[0]
+    user = prepare_login_user(args.login_shell)[0]
     lines = [
         f"# --persist and Ansible ControlPersist: {args.hosts} hosts, `{COMMAND}`, "
         "whole CLI process timed",
         "",
         environment(),
+        f"- login user: `{user}`, login shell `{pwd.getpwnam(user).pw_shell}`",
         f"- Ansible: `ansible all -i INV -m raw -a {COMMAND} -f FORKS`, ControlPersist=10m",
         "",
         "| step | wall s, median (range) | client CPU s | sshd CPU s "
@@ -420,6 +434,13 @@ def main() -> int:
         default=ANSIBLE_FORKS,
         help="ansible -f (default 50); a comma list runs a warm Ansible run for each; "
         "'' leaves Ansible out",
+    )
+    parser.add_argument(
+        "--login-shell",
+        choices=sorted(TEST_USERS),
+        default="/bin/sh",
+        help="the login user's shell (as root: the hostbatch.testing.sshd.TEST_USERS user; "
+        "default /bin/sh, dash on Debian)",
     )
     args = parser.parse_args()
     with (

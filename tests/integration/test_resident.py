@@ -5,14 +5,23 @@ Every case runs as ``hostbatch run`` (a new connection, a session) and as ``host
 stdout and stderr bytes (``--outdir``/``--errdir``) and the exit status must be equal.
 sshd logs each session ("Starting session:", LogLevel VERBOSE), which shows which warm
 runs went through the resident shell (no new session) and which fell back to one.
+
+Each test runs for a login user whose shell is dash (/bin/sh) and for one whose shell is
+bash (one sshd per shell for the module). Not as root, the login user is the current user
+with its own shell: the expectations follow the shell it has.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import posixpath
+import pwd
+import shutil
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +31,11 @@ from hostbatch import api
 from hostbatch.api import RunOptions, make_plan, select_hosts
 from hostbatch.engine.executors.agent import run_in_agent
 from hostbatch.engine.limits import Limits
+from hostbatch.engine.resident import SHELLS, ResidentShell
 from hostbatch.models import Command, HostResult
 from hostbatch.testing.plugin import SshdFactory
-from hostbatch.testing.sshd import OpenSSHServer
+from hostbatch.testing.sshd import OpenSSHServer, find_sshd
+from hostbatch.transport.asyncssh_ import AsyncsshTransport
 from hostbatch.transport.base import ConnectOptions
 from tests.fixtures.cli import cli_argv, cli_env, run_cli
 from tests.integration.test_agent import (  # noqa: F401  (agent_env is a fixture)
@@ -37,15 +48,25 @@ from tests.integration.test_agent import (  # noqa: F401  (agent_env is a fixtur
     wait_until,
 )
 
+pytestmark = pytest.mark.sshd
+
 PYTHON_TERM = 'python3 -c "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"'
+PYTHON_KILL = 'python3 -c "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"'
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
     command: str
-    resident: bool = True  # the warm run needs no session of its own
+    resident: bool = True  # the warm run needs no session of its own (dash)
     retires: bool = False  # it leaves processes behind: the shell ends with them
+    bash: bool | None = None  # for bash: resident (True/False, None: as for dash), or
+    shells: tuple[str, ...] = ("dash", "bash")  # the login shells it is run for
+
+    def runs_resident(self, shell: str | None) -> bool:
+        if shell == "bash" and self.bash is not None:
+            return self.bash
+        return self.resident and shell is not None
 
 
 CASES = [
@@ -58,11 +79,12 @@ CASES = [
         "for i in 1 2 3 4 5 6; do echo out$i; echo err$i >&2; done; printf tail >&2",
     ),
     Case("exit 7", "echo before; echo to-stderr >&2; exit 7"),
-    Case("syntax error", "echo never; if then", resident=False),
-    Case("syntax error on line 3", "echo one\necho two\nfi", resident=False),
+    Case("syntax error", "echo never; if then", resident=False, bash=True),
+    Case("syntax error on line 3", "echo one\necho two\nfi", resident=False, bash=True),
     Case("not found, multi-line", 'echo one\nno-such-command-x\necho "line $LINENO"'),
     Case("killed by a signal", f"echo about to die; exec {PYTHON_TERM}"),
     Case("child killed by a signal", f"{PYTHON_TERM}; echo status $?"),
+    Case("last command killed by a signal", f"true; {PYTHON_KILL}"),
     Case("sets state", "cd /tmp; X=1; export Y=2; umask 077; alias ll=ls; set -- a b"),
     Case(
         "sees no state",
@@ -86,8 +108,53 @@ CASES = [
         "detached background process", "sleep 2 >/dev/null 2>&1 </dev/null & echo ok", retires=True
     ),
     Case("after a retired shell", "echo fresh"),
-    Case("pid of the shell", "test $$ -gt 1 && echo has-pid", resident=False),
-    Case("here-document", "cat <<EOF\nhere $((1+1))\nEOF", resident=False),
+    Case("pid of the shell", "test $$ -gt 1 && echo has-pid", resident=False, bash=True),
+    Case("TERM to the shell", "echo before; kill -TERM $$; echo after", resident=False, bash=True),
+    Case("here-document", "cat <<EOF\nhere $((1+1))\nEOF", resident=False, bash=True),
+    # bash: what a subshell or an eval of the resident shell would give otherwise
+    *(
+        Case(name, command, shells=("bash",))
+        for name, command in [
+            ("bash: error line numbers", 'echo a; no-such-x\n\nno-such-y; echo "L$LINENO"'),
+            ("bash: set -u exits 127", 'set -u; echo "$undefined_x"; echo after'),
+            ("bash: ${x:?} exits 127", 'echo "${undefined_x:?is not set}"; echo after'),
+            (
+                "bash: its own variables",
+                'echo "$BASH_SUBSHELL $SHLVL $0 $BASH_ARGV0 $- ${PIPESTATUS[*]-none}"\n'
+                'echo "$BASH_COMMAND|$BASH_EXECUTION_STRING|$_"; [ "$BASHPID" = $$ ] && echo same',
+            ),
+            ("bash: xtrace", "set -x; echo hi; x=$(echo sub); ( echo in )"),
+            (
+                "bash: aliases and shopt",
+                "shopt -s expand_aliases extdebug\nalias hi='echo from alias'\nhi\n"
+                "f() { :; }; declare -F f; shopt -p extglob",
+            ),
+            ("bash: alias syntax error", "shopt -s expand_aliases\nalias x=if\nx then"),
+            ("bash: return and exit at top level", "return; echo after-return; false; exit"),
+            (
+                "bash: traps it sets",
+                "trap 'echo \"exit trap $?\"' EXIT; trap 'echo usr1' USR1; kill -USR1 $$; exit 3",
+            ),
+            (
+                "bash: sets state",
+                "set -eo pipefail; shopt -s nullglob; f() { echo fn; }; export -f f; X=1",
+            ),
+            (
+                "bash: sees no state",
+                'echo "$- ${X-unset}"; shopt -p nullglob; declare -F; set -o | grep pipefail',
+            ),
+            ("bash: last command exec'd", "true; printenv SHLVL _"),
+            ("bash: a program, plain words", "printenv SHLVL _ HOME"),
+            ("bash: plain words, an error", "ls -d / /nonexistent-x"),
+            ("bash: plain words, a builtin", "cd /nonexistent-x"),
+            ("bash: nested bash", "bash -c 'echo \"$SHLVL $0\"'"),
+            (
+                "bash: here-document with a bad substitution",
+                "cat <<E\n$(echo $(fi) )\nE\necho after=$?",
+            ),
+        ]
+    ),
+    Case("bash: parent pid", "test $PPID -gt 1 && echo has-parent", bash=False, shells=("bash",)),
 ]
 
 
@@ -124,9 +191,32 @@ class Runner:
         return Outcome(result.exit_status, result.stdout, result.stderr)
 
 
+@pytest.fixture(scope="module", params=["/bin/sh", "/bin/bash"], ids=["dash", "bash"])
+def verbose_sshd(request: pytest.FixtureRequest) -> Iterator[OpenSSHServer]:
+    """One sshd per login shell for the module (as root, a login user with that shell)."""
+    if find_sshd() is None:
+        message = "OpenSSH sshd is not installed (scripts/setup.sh --with-sshd)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    with OpenSSHServer(log_level="VERBOSE", login_shell=request.param) as server:
+        yield server
+
+
+def resident_shell(server: OpenSSHServer) -> str | None:
+    """The resident shell the server's login user gets ("dash", "bash"), None for none."""
+    return SHELLS.get(posixpath.basename(server.login_shell))
+
+
 @pytest.fixture
-def verbose_sshd(sshd_factory: SshdFactory) -> OpenSSHServer:
-    return sshd_factory(log_level="VERBOSE")
+def remote_dir(verbose_sshd: OpenSSHServer) -> Iterator[Path]:
+    """A fresh directory the login user owns (see the plugin's openssh_remote_dir)."""
+    path = Path(tempfile.mkdtemp(prefix="hostbatch-sshd-remote-"))
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam(verbose_sshd.username)
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -157,14 +247,17 @@ def settle(server: OpenSSHServer, warm_true: Callable[[], bool]) -> None:
 def test_warm_runs_through_the_resident_shell_equal_cold_runs(
     verbose_sshd: OpenSSHServer, runner: Runner
 ) -> None:
+    shell = resident_shell(verbose_sshd)
     settle(verbose_sshd, lambda: runner.warm("true").exit_status == 0)
     retired = False
     for case in CASES:
+        if (shell or "dash") not in case.shells:
+            continue
         cold = runner.cold(case.command)
         before = sessions(verbose_sshd)
         hot = runner.warm(case.command)
         assert hot == cold, case.name
-        expected = 0 if case.resident and not retired else 1
+        expected = 0 if case.runs_resident(shell) and not retired else 1
         assert sessions(verbose_sshd) - before == expected, case.name
         retired = case.retires
     assert cold.stdout and cold.exit_status == 0  # the cases really ran
@@ -204,10 +297,10 @@ def test_live_output_arrives_before_the_command_ends(
     verbose_sshd: OpenSSHServer,
     agent_env: Env,  # noqa: F811
     tmp_path: Path,
-    sshd_remote_dir: Path,
+    remote_dir: Path,
 ) -> None:
     args = cli_settled(verbose_sshd, agent_env, tmp_path)
-    marker = sshd_remote_dir / "go"
+    marker = remote_dir / "go"
     command = f"echo first-line; while [ ! -e {marker} ]; do sleep 0.05; done; echo second"
     argv = cli_argv("run", *args, "--persist", "--", command)
     process = subprocess.Popen(
@@ -233,11 +326,11 @@ def test_timeout_and_ctrl_c_kill_the_remote_tree_and_the_next_run_works(
     verbose_sshd: OpenSSHServer,
     agent_env: Env,  # noqa: F811
     tmp_path: Path,
-    sshd_remote_dir: Path,
+    remote_dir: Path,
     how: str,
 ) -> None:
     args = cli_settled(verbose_sshd, agent_env, tmp_path)
-    started = sshd_remote_dir / "started"
+    started = remote_dir / "started"
     seconds = 418 if how == "timeout" else 419
     command = f"sleep {seconds} & sleep {seconds}; touch {started}-never"
     command = f"touch {started}; {command}"
@@ -265,3 +358,57 @@ def test_timeout_and_ctrl_c_kill_the_remote_tree_and_the_next_run_works(
     assert sessions(verbose_sshd) == before  # it ran in the resident shell
     again = run_cli("run", *args, "--persist", "--", "echo still-works", env=agent_env)
     assert again.returncode == 0 and "h1 | still-works" in again.stdout
+
+
+def test_bashrc_is_read_per_command_and_an_exported_change_means_sessions(
+    sshd_factory: SshdFactory,
+    agent_env: Env,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bash started by sshd reads ~/.bashrc (Debian's SSH_SOURCE_BASHRC), every cold run
+    again: so does the ``bash -c`` the resident shell execs per command. A .bashrc that
+    exports what sshd did not give makes the resident shell refuse to start (its
+    children would get another environment): sessions run the commands."""
+    if os.geteuid() != 0:
+        pytest.skip("changes the login user's ~/.bashrc: only as root (a test user's)")
+    server = sshd_factory(log_level="VERBOSE", login_shell="/bin/bash")
+    bashrc = Path(pwd.getpwnam(server.username).pw_dir) / ".bashrc"
+    saved = bashrc.read_bytes() if bashrc.exists() else None
+    try:
+        bashrc.write_text('from_bashrc=1\nf() { echo "f from .bashrc $from_bashrc"; }\n')
+        monkeypatch.setenv("XDG_RUNTIME_DIR", agent_env["XDG_RUNTIME_DIR"])
+        monkeypatch.delenv("HOSTBATCH_RESIDENT", raising=False)
+        runner = Runner(server, inventory(server, tmp_path / "inv.ini", ("h1",)))
+        settle(server, lambda: runner.warm("true").exit_status == 0)
+        command = 'f; echo "${FROM_BASHRC-unset}"'
+        before = sessions(server)
+        assert runner.warm(command) == runner.cold(command)
+        assert runner.warm(command).stdout == b"f from .bashrc 1\nunset\n"
+        assert sessions(server) - before == 1  # the cold run's only
+        bashrc.write_text("export FROM_BASHRC=yes\n")  # read by each command's bash -c
+        assert runner.warm(command).stdout.endswith(b"yes\n")
+        assert runner.warm(command) == runner.cold(command)
+
+        # a new shell (on a new connection) refuses: its children would get FROM_BASHRC
+        host = runner.hosts[0]
+        options = ConnectOptions(known_hosts=str(server.known_hosts))
+
+        async def start() -> bool:
+            transport = AsyncsshTransport(host, options)
+            await transport.connect()
+            shell = ResidentShell("h1", "bash")
+            try:
+                return await shell.start(transport)
+            finally:
+                await shell.kill()
+                await transport.close()
+
+        assert asyncio.run(start()) is False
+        bashrc.write_text("from_bashrc=1\n")
+        assert asyncio.run(start()) is True  # the same, unexported: it starts
+    finally:
+        if saved is None:
+            bashrc.unlink(missing_ok=True)
+        else:
+            bashrc.write_bytes(saved)

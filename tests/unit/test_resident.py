@@ -14,20 +14,24 @@ TOKEN = "0123456789abcdef0123456789abcdef"
 
 
 @pytest.mark.parametrize(
-    ("command", "expected"),
+    ("command", "dash", "bash"),
     [
-        ("true", True),
-        ("echo 'a\nb'", True),
-        ("echo $$", False),
-        ("echo ${$}", False),
-        ("cat <<EOF\nx\nEOF", False),
-        ("echo a \\", False),
-        ("echo a \\\n\n", False),
-        ("printf 'a\0b'", False),
+        ("true", True, True),
+        ("echo 'a\nb'", True, True),
+        ("echo $$", False, True),
+        ("echo ${$}", False, True),
+        ("cat <<EOF\nx\nEOF", False, True),
+        ("echo a \\", False, True),
+        ("echo a \\\n\n", False, True),
+        ("printf 'a\0b'", False, False),
+        ("echo $PPID", True, False),
+        ("set -u; echo $BASHPID $BASH_COMMAND", True, True),
     ],
 )
-def test_eligible(command: str, expected: bool) -> None:
-    assert eligible(command) is expected
+def test_eligible(command: str, dash: bool, bash: bool) -> None:
+    assert eligible(command, "dash") is dash
+    assert eligible(command, "bash") is bash
+    assert eligible(command) is (dash or bash)  # before the login shell is known
 
 
 @pytest.mark.parametrize(

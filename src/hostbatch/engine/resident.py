@@ -31,16 +31,48 @@ shell's process group: the command's whole tree) and the shell is dropped; the n
 command starts a new one. Output between commands (something the check in 3 missed)
 drops the shell too.
 
+**bash** (a login shell that is bash) cannot run a command inside its own process and
+be a cold ``bash -c``: a subshell would differ in $$, $BASHPID, $BASH_SUBSHELL,
+$BASH_COMMAND, $SECONDS, $PIPESTATUS, xtrace's PS4 depth, the exit status of fatal expansion
+errors (``set -u``: 127 for ``bash -c``, 1 in a subshell), the exec of the last simple
+command (it gives SHLVL-1 and no "Killed" notice), ``.bashrc``/``BASH_ENV`` being read
+per command... So bash's PROGRAM (PROGRAM_BASH) keeps step 3 and 4 and replaces 1 and 2:
+a subshell, stdin ``/dev/null``, execs ``$SHELL -c COMMAND`` with argv[0] as sshd gives
+it (the shell's ``$0``) and the environment sshd gave the shell, so the command runs in a
+``bash -c`` of its own started as sshd would start it; it reads its start-up files,
+parses (syntax errors are its own) and execs its last command itself. The environment
+is /proc/$$/environ: at start the shell compares it with what a child of it would be
+given and refuses (sessions, for the connection) when start-up files (``~/.bashrc``,
+which Debian's bash reads when started by sshd; BASH_ENV is not read then) changed it
+other than bash's own PWD and SHLVL, which are put back as sshd had them. The start-up
+files are read once more than cold runs would (when the shell starts: output then makes
+it refuse too).
+
+Fast path, for plain words (``hb_v=1``) naming ``true``, ``false``, ``:`` or a program
+found on PATH (no alias, function or builtin of that name, IFS as bash's default, no
+BASH_ENV):
+the subshell runs it itself, as ``bash -c`` would exec it: SHLVL one less, ``$_`` its
+path, stderr its own (the subshell's, /dev/null, takes bash's "Killed" notice, which an
+exec'd command never gets). No exec of bash: a fork, as for dash. Here ~/.bashrc is the
+one read when the resident shell started, not once per command: the same state, but a
+.bashrc with side effects (a file written per login) or reading the time makes a
+difference this path does not see.
+
+What stays another on both paths: the command's parent ($PPID is the resident shell,
+not sshd's session process: commands naming PPID take a session), its session and
+process group (it is no session leader) and stdin (``/dev/null``, not an empty pipe), as
+for dash.
+
 Sessions are used as before for what this cannot do exactly: a command with stdin
-(``--stdin``, sudo's password), text containing a here-document (``<<``), ``$$`` (it would
-be the resident shell's pid), a NUL or a trailing backslash; a login shell other than dash
-(``$SHELL`` is asked once per connection: bash, csh, fish, ... differ in how ``eval``, traps
-and error messages behave, and only dash's was proven equal); no ``/proc``; transports
-without :class:`~hostbatch.transport.base.StartsProcesses` (paramiko, devices); and the
-first command on a connection (the shell is started in the background after it, while
-the agent waits for the next run; a command arriving meanwhile takes a session).
-``HOSTBATCH_RESIDENT=0`` in the client's environment turns it off for a run (benchmarks
-compare both).
+(``--stdin``, sudo's password); for dash text containing a here-document (``<<``), ``$$``
+(it would be the resident shell's pid), a NUL or a trailing backslash; for bash a NUL or
+``PPID``; a login shell other than dash or bash (``$SHELL`` is asked once per
+connection: csh, fish, ... differ in how ``eval``, traps and error messages behave); no
+``/proc``; transports without :class:`~hostbatch.transport.base.StartsProcesses`
+(paramiko, devices); and the first command on a connection (the shell is started in the
+background after it, while the agent waits for the next run; a command arriving
+meanwhile takes a session). ``HOSTBATCH_RESIDENT=0`` in the client's environment turns
+it off for a run (benchmarks compare both).
 """
 
 from __future__ import annotations
@@ -70,7 +102,7 @@ from hostbatch.transport.base import (
 
 SWITCH = "HOSTBATCH_RESIDENT"  # "0": sessions only (the client's, passed by the agent)
 START_TIMEOUT = 10.0  # seconds for the probe and for the shell's ready marker
-SHELLS = ("sh", "dash")  # $SHELL basenames tried; PROGRAM then checks the binary is dash
+SHELLS = {"sh": "dash", "dash": "dash", "bash": "bash"}  # $SHELL basename: PROGRAMS key
 MARK = b"\x1e"
 PLAIN = re.compile(r"[\w./:=,+@%-]+(?:[ \t]+[\w./:=,+@%-]+)*", re.ASCII)
 RESERVED = frozenset(
@@ -91,12 +123,7 @@ RESERVED = frozenset(
     ]
 )
 
-PROGRAM = r"""[ /proc/$$/exe -ef /bin/dash ] || [ /proc/$$/exe -ef /usr/bin/dash ] || exit 97
-[ -r /proc/loadavg ] && [ -r /proc/self/stat ] || exit 97
-exec 3>&2 2>/dev/null
-hb_n='
-'
-hb_left() {
+LEFT = r"""hb_left() {
 read -r hb_a hb_a hb_a hb_a hb_e </proc/loadavg || return 0
 [ "$hb_e" -ge "$hb_f" ] || return 0
 while [ "$hb_f" -le "$hb_e" ]; do
@@ -109,7 +136,16 @@ hb_f=$((hb_f + 1))
 done
 return 1
 }
-printf '\036%s:0:R\n' TOKEN; printf '\036%s\n' TOKEN >&3
+"""  # 3.: are processes left in the shell's session?
+PROGRAM = (
+    r"""[ /proc/$$/exe -ef /bin/dash ] || [ /proc/$$/exe -ef /usr/bin/dash ] || exit 97
+[ -r /proc/loadavg ] && [ -r /proc/self/stat ] || exit 97
+exec 3>&2 2>/dev/null
+hb_n='
+'
+"""
+    + LEFT
+    + r"""printf '\036%s:0:R\n' TOKEN; printf '\036%s\n' TOKEN >&3
 while IFS= read -r hb_l; do
 eval "$hb_l"
 read -r hb_a hb_a hb_a hb_a hb_f </proc/loadavg; hb_f=$((hb_f + 1))
@@ -124,15 +160,71 @@ printf '\036%s:%s:%s\n' "$hb_t" "$hb_s" "$hb_r"; printf '\036%s\n' "$hb_t" >&3
 [ "$hb_r" != L ] || exit 0
 done
 """
+)
+
+# bash's PROGRAM (see "bash" in the module docstring): each command runs in ``$SHELL -c``
+# of its own, exec'd by a subshell with the environment sshd gave the shell (its
+# /proc/$$/environ: the start refuses when start-up files changed what a child would be
+# given, other than bash's own PWD and SHLVL, which are put back as sshd had them).
+PROGRAM_BASH = (
+    r"""shopt -u expand_aliases
+[ /proc/$$/exe -ef "$SHELL" ] && [ -n "$BASH_VERSION" ] || exit 97
+[ -r /proc/loadavg ] && [ -r /proc/self/stat ] && [ -r /proc/$$/environ ] || exit 97
+hb_0=$0
+mapfile -d '' hb_a </proc/$$/environ
+for hb_e in "${hb_a[@]}"; do
+case $hb_e in PWD=*) hb_pw=${hb_e#PWD=};; SHLVL=*) hb_sl=${hb_e#SHLVL=};; esac
+done
+hb_env() {
+unset PWD SHLVL
+[ -z "${hb_pw+x}" ] || export PWD="$hb_pw"; [ -z "${hb_sl+x}" ] || export SHLVL="$hb_sl"
+}
+hb_x=(grep -zv -e '^PWD=' -e '^SHLVL=' -e '^_=')
+cmp -s <("${hb_x[@]}" /proc/$$/environ | sort -z) <(hb_env; env -0 | "${hb_x[@]}" | sort -z) ||
+exit 97
+exec 3>&2 2>/dev/null
+hb_n=$'\n'
+declare -A hb_b; for hb_e in $(compgen -b -k); do hb_b[$hb_e]=1; done
+hb_fast() {
+[ -n "$hb_v" ] && [ -z "${BASH_ENV+x}" ] && [ "$IFS" = $' \t\n' ] || return 1
+set -f; set -- $hb_c; set +f
+declare -F "$1" >/dev/null || [ -n "${BASH_ALIASES[$1]+x}" ] && return 1
+case $1 in true|false|:) [ -n "${hb_b[$1]}" ]; return;; *=*|*/*) return 1;; esac
+[ -z "${hb_b[$1]}" ] && hash "$1" 2>/dev/null || return 1
+SHLVL=$((SHLVL > 0 ? SHLVL - 1 : 0))
+}
+"""
+    + LEFT
+    + r"""printf '\036%s:0:R\n' TOKEN; printf '\036%s\n' TOKEN >&3
+while IFS= read -r hb_i; do
+eval "$hb_i"
+read -r hb_a hb_a hb_a hb_a hb_f </proc/loadavg; hb_f=$((hb_f + 1))
+( exec </dev/null; if hb_fast; then set -f; set -- $hb_c; "$@" 2>&3 3>&-; exit; fi
+exec 2>&3 3>&-; hb_env; exec -a "$hb_0" "$SHELL" -c "$hb_c" )
+hb_s=$?
+if hb_left; then hb_r=L; else hb_r=K; fi
+printf '\036%s:%s:%s\n' "$hb_t" "$hb_s" "$hb_r"; printf '\036%s\n' "$hb_t" >&3
+[ "$hb_r" != L ] || exit 0
+done
+"""
+)
+PROGRAMS = {"dash": PROGRAM, "bash": PROGRAM_BASH}
 
 
 def enabled() -> bool:
     return os.environ.get(SWITCH, "1") != "0"
 
 
-def eligible(command: str) -> bool:
-    """Whether the resident shell runs *command* exactly as a session would."""
-    unsafe = ("\0", "$$", "${$", "<<")
+def eligible(command: str, shell: str | None = None) -> bool:
+    """Whether the resident shell of login shell *shell* ("dash", "bash") runs *command*
+    exactly as a session would; with *shell* None, whether some resident shell could."""
+    if "\0" in command:  # the line protocol cannot carry it
+        return False
+    if shell is None:
+        return True
+    if shell == "bash":  # a bash -c of its own: only its parent ($PPID) is another
+        return "PPID" not in command
+    unsafe = ("$$", "${$", "<<")
     return not any(s in command for s in unsafe) and not command.rstrip("\n").endswith("\\")
 
 
@@ -222,8 +314,9 @@ class Exchange:
 class ResidentShell:
     """One resident shell on one connection."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, shell: str = "dash") -> None:
         self.host = host
+        self.shell = shell  # a PROGRAMS key
         self.process: RemoteProcess | None = None
         self.exchange: Exchange | None = None
         self.ended: asyncio.Future[int] | None = None
@@ -241,7 +334,8 @@ class ResidentShell:
         captured = bytearray()
         exchange = self.exchange = Exchange(token, lambda stream, data: captured.extend(data))
         try:
-            self.process = await starter.start(PROGRAM.replace("TOKEN", token), self._route)
+            program = PROGRAMS[self.shell].replace("TOKEN", token)
+            self.process = await starter.start(program, self._route)
             self.ended = asyncio.ensure_future(self.process.finished())
             self.ended.add_done_callback(lambda f: f.cancelled() or f.exception())
             marked = asyncio.ensure_future(exchange.done.wait())
@@ -327,7 +421,7 @@ class ResidentTransport:
         self._shell: ResidentShell | None = None
         self._lock = asyncio.Lock()
         self._commands = 0
-        self._posix: bool | None = None  # the login shell is one we can use
+        self._kind: str | bool | None = None  # the login shell's PROGRAMS key; False: none
         self._warming: asyncio.Future[None] | None = None
 
     def alive(self) -> bool:
@@ -351,11 +445,19 @@ class ResidentTransport:
             finally:
                 if enabled() and self._warming is None:
                     self._warming = asyncio.ensure_future(self._warm_up())
-        if stdin is not None or not enabled() or not eligible(command) or self._lock.locked():
+        known = self._kind if isinstance(self._kind, str) else None  # None: not asked yet
+        if (
+            stdin is not None
+            or not enabled()
+            or not eligible(command, known)
+            or self._lock.locked()
+        ):
             return await self.inner.run(command, output, timeout, stdin=stdin)
         async with self._lock:
             shell = await self._resident()
-            status = None if shell is None else await shell.run(command, output, timeout)
+            status = None
+            if shell is not None and eligible(command, shell.shell):
+                status = await shell.run(command, output, timeout)
             if shell is not None and not shell.usable():
                 await self._drop()
         if status is None:
@@ -374,20 +476,21 @@ class ResidentTransport:
         if self._shell is not None and self._shell.usable():
             return self._shell
         await self._drop()
-        if self._commands < 1 or self._posix is False:
+        if self._commands < 1 or self._kind is False:
             return None
-        if self._posix is None:
-            self._posix = await self._login_shell_is_posix()
-            if not self._posix:
-                return None
-        shell = ResidentShell(self._host)
+        if self._kind is None:
+            self._kind = await self._login_shell() or False
+        if not isinstance(self._kind, str):
+            return None
+        shell = ResidentShell(self._host, self._kind)
         if await shell.start(self._starter):
             self._shell = shell
             return shell
-        self._posix = False  # it did not start as it should: sessions from now on
+        self._kind = False  # it did not start as it should: sessions from now on
         return None
 
-    async def _login_shell_is_posix(self) -> bool:
+    async def _login_shell(self) -> str | None:
+        """The PROGRAMS key for the login shell ($SHELL), None when there is none."""
         printed = bytearray()
 
         def keep(stream: Stream, data: bytes) -> None:
@@ -396,9 +499,9 @@ class ResidentTransport:
         try:
             status = await self.inner.run('echo "$SHELL"', keep, START_TIMEOUT)
         except HostbatchError:  # the command itself will meet the same trouble, if lasting
-            return False
+            return None
         name = posixpath.basename(printed.decode("utf-8", "replace").strip())
-        return status == 0 and name in SHELLS
+        return SHELLS.get(name) if status == 0 else None
 
     async def _drop(self) -> None:
         shell, self._shell = self._shell, None

@@ -12,10 +12,14 @@ Login user:
 
 * running as root, a system user ``hostbatch-test`` is created when missing
   (``useradd -m -s /bin/sh``) and given a random password with ``chpasswd``, so both key
-  and password authentication can be tested. The password is random per Python process
-  (set again on every start) so that several servers in one process agree on it.
-* running as anyone else, the login user is the current user, only key authentication
-  works and :attr:`OpenSSHServer.password` is ``None`` (sshd cannot read the shadow file).
+  and password authentication can be tested. The password is random per machine (kept
+  in a root-only file) so that several servers and test processes agree on it.
+  ``OpenSSHServer(login_shell="/bin/bash")`` logs in as ``hostbatch-test-bash`` instead,
+  created the same way with ``-s /bin/bash`` (:data:`TEST_USERS`).
+* running as anyone else, the login user is the current user (with its own login shell,
+  whatever ``login_shell`` asks: :attr:`OpenSSHServer.login_shell` tells which), only key
+  authentication works and :attr:`OpenSSHServer.password` is ``None`` (sshd cannot read
+  the shadow file).
 
 Only loopback addresses are accepted. The server never touches the system's sshd.
 """
@@ -41,10 +45,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-__all__ = ["OpenSSHServer", "SshdError", "SshdNotFoundError", "TEST_USER", "find_sshd"]
+__all__ = [
+    "OpenSSHServer",
+    "SshdError",
+    "SshdNotFoundError",
+    "TEST_USER",
+    "TEST_USERS",
+    "find_sshd",
+    "prepare_login_user",
+]
 
 TEST_USER = "hostbatch-test"
 """System user created (as root) to log in as."""
+TEST_USERS = {"/bin/sh": TEST_USER, "/bin/bash": "hostbatch-test-bash"}
+"""The system user (created as root) for each login shell ``OpenSSHServer`` offers."""
 
 _SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd")
 _PRIVSEP_DIR = Path("/run/sshd")
@@ -115,34 +129,41 @@ def _keygen(path: Path, passphrase: str, comment: str) -> None:
 _PASSWORD_FILE = Path("/var/lib/hostbatch-test/password")
 
 
+def _password_file(user: str) -> Path:
+    return _PASSWORD_FILE if user == TEST_USER else _PASSWORD_FILE.with_name(f"password-{user}")
+
+
 @functools.cache
-def _machine_password() -> str:
-    """One random password for the test user per machine, kept in a root-only file, so
+def _machine_password(user: str = TEST_USER) -> str:
+    """One random password for a test user per machine, kept in a root-only file, so
     that several test processes (or sshd servers) at once never overwrite each other's."""
+    path = _password_file(user)
     try:
-        return _PASSWORD_FILE.read_text().strip()
+        return path.read_text().strip()
     except OSError:
         pass
-    _PASSWORD_FILE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     password = secrets.token_urlsafe(18)
-    descriptor = os.open(_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(password)
-    _run(["chpasswd"], f"chpasswd {TEST_USER}", stdin=f"{TEST_USER}:{password}\n")
+    _run(["chpasswd"], f"chpasswd {user}", stdin=f"{user}:{password}\n")
     return password
 
 
-def _prepare_login_user() -> tuple[str, str | None]:
-    """Return (username, password); as root make sure :data:`TEST_USER` exists."""
+def prepare_login_user(login_shell: str = "/bin/sh") -> tuple[str, str | None]:
+    """Return (username, password) of the login user for *login_shell*: as root the
+    :data:`TEST_USERS` user, created when missing; as anyone else the current user."""
     if os.geteuid() != 0:
         return pwd.getpwuid(os.geteuid()).pw_name, None
+    user = TEST_USERS[login_shell]
     try:
-        pwd.getpwnam(TEST_USER)
+        pwd.getpwnam(user)
     except KeyError:
-        _run(["useradd", "-m", "-s", "/bin/sh", TEST_USER], f"useradd {TEST_USER}")
-        _PASSWORD_FILE.unlink(missing_ok=True)  # a new user has no password yet
+        _run(["useradd", "-m", "-s", login_shell, user], f"useradd {user}")
+        _password_file(user).unlink(missing_ok=True)  # a new user has no password yet
         _machine_password.cache_clear()
-    return TEST_USER, _machine_password()
+    return user, _machine_password(user)
 
 
 def _ensure_privsep_dir() -> None:
@@ -296,6 +317,7 @@ class OpenSSHServer:
 
     ``extra_config`` lines are appended to the generated ``sshd_config`` (after every
     global option, so ``Match`` blocks may be among them); sshd checks them with ``-t``.
+    ``login_shell`` picks the login user as root (a key of :data:`TEST_USERS`).
 
     Nothing happens until :meth:`start` (or ``with``); :meth:`stop` ends sshd and every
     process it started and removes the temporary directory. Properties other than
@@ -311,7 +333,11 @@ class OpenSSHServer:
         log_level: str = "INFO",
         start_timeout: float = 15.0,
         extra_config: Sequence[str] = (),
+        login_shell: str = "/bin/sh",
     ) -> None:
+        if login_shell not in TEST_USERS:
+            raise ValueError(f"login_shell is one of {', '.join(TEST_USERS)}, not {login_shell!r}")
+        self._login_shell = login_shell
         self._addresses = _check_loopback(addresses)
         self._extra_config = tuple(extra_config)
         self._max_startups = max_startups
@@ -389,6 +415,11 @@ class OpenSSHServer:
     @property
     def username(self) -> str:
         return self._state().username
+
+    @property
+    def login_shell(self) -> str:
+        """The login user's shell (from the password database)."""
+        return pwd.getpwnam(self.username).pw_shell
 
     @property
     def password(self) -> str | None:
@@ -515,7 +546,7 @@ class OpenSSHServer:
         )
         files.authorized_keys.chmod(0o644)
         host_key_line = files.host_key.with_name(files.host_key.name + ".pub").read_text().strip()
-        username, password = _prepare_login_user()
+        username, password = prepare_login_user(self._login_shell)
         version = _sshd_version(sshd)
         last_error: SshdError | None = None
         for _ in range(_START_ATTEMPTS):
