@@ -33,7 +33,7 @@ from tests.devices.fake_ios import (
     FakeIOSError,
 )
 
-DEVICE_COUNT = 80
+DEVICE_COUNT = 84
 ARISTA_COUNT = 6
 CONNECT_TIMEOUT = 8.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from hostbatch.testing.sshd import OpenSSHServer
 from hostbatch.transport.base import ConnectOptions
 from tests.fixtures.cli import run_cli
 from tests.fixtures.sshd import SshdFactory
+
+LOG_DEADLINE = 15.0  # seconds for sshd's log line of a finished connection
 
 pytestmark = pytest.mark.sshd
 
@@ -99,7 +102,12 @@ def test_auth_failure_is_never_retried(sshd_factory: SshdFactory, tmp_path: Path
     host = Host("h", server.host, server.port, wrong)
     result = run("true", hosts=[host], options=options(server.known_hosts, connect_retries=3))["h"]
     assert result.status is Status.AUTH_FAILED
-    assert server.log_text().count("Connection closed by authenticating user") == 1
+    refused = "Connection closed by authenticating user"
+    # sshd writes the line as its pre-auth process ends, possibly after run() returned
+    deadline = time.monotonic() + LOG_DEADLINE
+    while refused not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.log_text().count(refused) == 1
 
 
 @contextlib.contextmanager
