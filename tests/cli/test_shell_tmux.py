@@ -144,7 +144,7 @@ def test_ctrl_c_cancels_everywhere_and_keeps_the_shell(
         (started.host(name).root / "shell-pid").unlink(missing_ok=True)
     shell.keys(":select node01,node02", "Enter")
     shell.wait_for(lambda s: "hostbatch [node[01-02]]>" in s)
-    shell.keys("echo $$ > shell-pid; exec sleep 60", "Enter")
+    shell.keys("echo $$ > shell-pid; exec sleep 300", "Enter")
     pids = _remote_pids(started, ("node01", "node02"))
     shell.keys("C-c")
     shell.wait_for(lambda s: "cancelled on every host; back at the prompt" in s)
@@ -199,7 +199,7 @@ def test_closed_terminal_stops_the_command_and_records_the_hangup(
         (started.host(name).root / "shell-pid").unlink(missing_ok=True)
     shell.keys(":select node01,node02", "Enter")
     shell.wait_for(lambda s: "hostbatch [node[01-02]]>" in s)
-    shell.keys("echo $$ > shell-pid; exec sleep 60", "Enter")
+    shell.keys("echo $$ > shell-pid; exec sleep 300", "Enter")
     pids = _remote_pids(started, ("node01", "node02"))
     shell.close()  # tmux kill-session: SIGHUP, as when the terminal window is closed
     _wait_gone(pids)
@@ -222,7 +222,7 @@ def test_sigterm_ends_the_shell_with_143(fleet: tuple[Fleet, Path], tmp_path: Pa
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
     assert process.stdin is not None
-    process.stdin.write(b"echo $$ > shell-pid; exec sleep 60\n")
+    process.stdin.write(b"echo $$ > shell-pid; exec sleep 300\n")
     process.stdin.flush()
     pids = _remote_pids(started, ("node03",))
     process.send_signal(signal.SIGTERM)
