@@ -14,6 +14,7 @@ this process and for every CLI subprocess (``tests.fixtures.cli.cli_env`` passes
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -52,3 +53,21 @@ def private_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture(scope="session", autouse=True)
+def interruptible_children() -> Iterator[None]:
+    """CLI subprocesses start with Ctrl-C (SIGINT) at its default, as from a terminal.
+
+    A process started in the background by a non-interactive shell (``cmd &``, many CI
+    and loop scripts) ignores SIGINT, and an ignored signal is inherited: every CLI the
+    tests start would then ignore the SIGINT they send, and hang until killed. With a
+    handler installed here, a child's SIGINT is reset to the default when it starts."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -17,6 +17,10 @@ import pytest
 from hostbatch.journal import Journal, RunSummary, history
 from hostbatch.testing import Fleet, FleetThread
 
+# How long a screen, a remote command or its end may take to show up: generous, as the
+# shell's start (an interpreter, four logins) and each step share 2 busy cores.
+DEADLINE = 60.0
+
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, Path]]:
@@ -60,7 +64,7 @@ class Tmux:
             check=True,
         ).stdout
 
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 15) -> str:
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = DEADLINE) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.screen()
@@ -136,21 +140,15 @@ def test_ctrl_c_cancels_everywhere_and_keeps_the_shell(
     shell: Tmux, fleet: tuple[Fleet, Path], tmp_path: Path
 ) -> None:
     started, _ = fleet
+    for name in ("node01", "node02"):
+        (started.host(name).root / "shell-pid").unlink(missing_ok=True)
     shell.keys(":select node01,node02", "Enter")
     shell.wait_for(lambda s: "hostbatch [node[01-02]]>" in s)
-    shell.keys("echo $$ > shell-pid; exec sleep 60", "Enter")
-    pid_files = [started.host(n).root / "shell-pid" for n in ("node01", "node02")]
-    deadline = time.monotonic() + 10
-    while not all(p.exists() and p.read_text().strip() for p in pid_files):
-        assert time.monotonic() < deadline, "the command never started"
-        time.sleep(0.1)
-    pids = [int(p.read_text()) for p in pid_files]
+    shell.keys("echo $$ > shell-pid; exec sleep 300", "Enter")
+    pids = _remote_pids(started, ("node01", "node02"))
     shell.keys("C-c")
     shell.wait_for(lambda s: "cancelled on every host; back at the prompt" in s)
-    deadline = time.monotonic() + 8
-    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+    _wait_gone(pids)
     shell.keys("echo still-here", "Enter")
     screen = shell.wait_for(lambda s: "node01 | still-here" in s)
     assert "2 hosts in" in screen
@@ -169,7 +167,7 @@ def test_menu_history_and_exit(shell: Tmux, tmp_path: Path) -> None:
     shell.keys("echo remembered", "Enter")
     shell.wait_for(lambda s: "node01 | remembered" in s)
     shell.keys("C-d")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + DEADLINE
     history = tmp_path / "history"
     while not (history.exists() and "echo remembered" in history.read_text()):
         assert time.monotonic() < deadline, "history was not written"
@@ -179,7 +177,7 @@ def test_menu_history_and_exit(shell: Tmux, tmp_path: Path) -> None:
 def _remote_pids(started: Fleet, names: tuple[str, ...]) -> list[int]:
     """The pids the hosts wrote to shell-pid once the command runs (waited for)."""
     pid_files = [started.host(n).root / "shell-pid" for n in names]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + DEADLINE
     while not all(p.exists() and p.read_text().strip() for p in pid_files):
         assert time.monotonic() < deadline, "the command never started"
         time.sleep(0.1)
@@ -187,7 +185,7 @@ def _remote_pids(started: Fleet, names: tuple[str, ...]) -> list[int]:
 
 
 def _wait_gone(pids: list[int]) -> None:
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + DEADLINE
     while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
@@ -201,11 +199,11 @@ def test_closed_terminal_stops_the_command_and_records_the_hangup(
         (started.host(name).root / "shell-pid").unlink(missing_ok=True)
     shell.keys(":select node01,node02", "Enter")
     shell.wait_for(lambda s: "hostbatch [node[01-02]]>" in s)
-    shell.keys("echo $$ > shell-pid; exec sleep 60", "Enter")
+    shell.keys("echo $$ > shell-pid; exec sleep 300", "Enter")
     pids = _remote_pids(started, ("node01", "node02"))
     shell.close()  # tmux kill-session: SIGHUP, as when the terminal window is closed
     _wait_gone(pids)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + DEADLINE
     while not (runs := recorded(tmp_path)) or runs[-1].outcome == "running":
         assert time.monotonic() < deadline, "the shell never ended its journal record"
         time.sleep(0.1)
@@ -224,11 +222,11 @@ def test_sigterm_ends_the_shell_with_143(fleet: tuple[Fleet, Path], tmp_path: Pa
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
     assert process.stdin is not None
-    process.stdin.write(b"echo $$ > shell-pid; exec sleep 60\n")
+    process.stdin.write(b"echo $$ > shell-pid; exec sleep 300\n")
     process.stdin.flush()
     pids = _remote_pids(started, ("node03",))
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=20)
+    _, stderr = process.communicate(timeout=DEADLINE)
     assert process.returncode == 143
     assert b"terminated (SIGTERM); connections closed" in stderr
     assert b"Traceback" not in stderr

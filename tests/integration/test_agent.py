@@ -133,7 +133,7 @@ def normalized_json(text: str) -> list[str]:
 
 
 def test_stop_then_restart_and_idle_expiry(
-    sshd: OpenSSHServer, agent_env: Env, tmp_path: Path
+    sshd: OpenSSHServer, agent_env: Env, tmp_path: Path, sshd_remote_dir: Path
 ) -> None:
     args = (*common(sshd, inventory(sshd, tmp_path / "inv.ini", ("h1",))), "-h", "h1")
     before = logins(sshd)
@@ -142,13 +142,25 @@ def test_stop_then_restart_and_idle_expiry(
     stopped = run_cli("agent", "stop", env=agent_env)
     assert stopped.returncode == 0 and "agent stopped" in stopped.stderr
     assert "no agent is running" in run_cli("agent", "status", env=agent_env).stdout
-    # a new agent (another pid) logs in again; HOSTBATCH_PERSIST sets a 2 s idle limit
+    # a new agent (another pid) logs in again; HOSTBATCH_PERSIST sets a 2 s idle limit.
+    # Its run waits for a file, so the agent is in use while its status is read: a CLI
+    # started after the run ended could come later than 2 s on a busy machine.
     env = {**agent_env, "HOSTBATCH_PERSIST": "2s"}
-    began = time.monotonic()
-    assert run_cli("run", *args, "--", "true", env=env).returncode == 0
-    wait_logins(sshd, before + 2)
-    status = run_cli("agent", "status", env=agent_env).stdout
-    assert "idle limit 2s" in status and status.split()[2] != pid
+    release = sshd_remote_dir / "release"
+    argv = cli_argv("run", *args, "--", f"until [ -e {release} ]; do sleep 0.05; done")
+    process = subprocess.Popen(
+        argv, env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_logins(sshd, before + 2)
+        status = run_cli("agent", "status", env=agent_env).stdout
+        assert "idle limit 2s" in status and status.split()[2] != pid
+        began = time.monotonic()  # the agent's last use ends after this
+        release.touch()
+        _, stderr = process.communicate(timeout=DEADLINE)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
     wait_until(lambda: "no agent" in run_cli("agent", "status", env=agent_env).stdout, "idle exit")
     assert time.monotonic() - began > 2.0  # it waited out its idle limit first
 

@@ -82,7 +82,8 @@ async def gone_within(pids: list[int], seconds: float) -> bool:
 
 async def read_pids(path: Path) -> list[int]:
     """Wait for a command to write its pids to *path*; return them."""
-    for _ in range(200):
+    deadline = time.monotonic() + 30  # a deadline, not a count of polls: a busy machine
+    while time.monotonic() < deadline:
         text = path.read_text() if path.exists() else ""
         if text.endswith("\n"):
             return [int(pid) for pid in text.split()]
@@ -267,7 +268,7 @@ def test_ok_host_of_misbehaving_fleet_works(misbehaving_fleet: Fleet) -> None:
 
 # --- killing ----------------------------------------------------------------------------
 
-BACKGROUNDED = "sleep 30 & echo $$ $! > {pidfile}; wait"
+BACKGROUNDED = "sleep 300 & echo $$ $! > {pidfile}; wait"
 
 
 @pytest.mark.parametrize("how", ["close", "signal", "disconnect"])
@@ -289,7 +290,7 @@ def test_interrupted_command_is_killed(fleet: Fleet, how: str) -> None:
                 assert process.exit_signal is not None
                 assert process.exit_signal[0] == "TERM"
             process.close()
-        return pids, await gone_within(pids, 5)
+        return pids, await gone_within(pids, 30)
 
     pids, gone = asyncio.run(main())
     assert len(pids) == 2
@@ -339,7 +340,7 @@ def test_stop_kills_commands_closes_ports_and_removes_root() -> None:
             conn = await connect(fleet, host)
             process = await conn.create_process(BACKGROUNDED.format(pidfile="pids"))
             pids = await read_pids(host.root / "pids")
-        assert await gone_within(pids, 5)
+        assert await gone_within(pids, 30)
         assert not root.exists()
         await conn.wait_closed()
         process.close()

@@ -137,6 +137,13 @@ def test_stop_ends_process_and_frees_port(sshd_factory: SshdFactory) -> None:
     server.stop()  # a second stop is harmless
 
 
+def _runs_sleep(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x0060\x00"
+    except OSError:
+        return False
+
+
 async def _stop_during_session(server: OpenSSHServer) -> tuple[float, list[int]]:
     async with asyncssh.connect(
         server.host,
@@ -147,7 +154,10 @@ async def _stop_during_session(server: OpenSSHServer) -> tuple[float, list[int]]
         agent_path=None,
     ) as conn:
         process = await conn.create_process("sleep 60")
-        await asyncio.sleep(0.3)
+        deadline = time.monotonic() + 30  # until the command runs under sshd
+        while not any(_runs_sleep(pid) for pid in _descendants(server.pid)):
+            assert time.monotonic() < deadline, "the session's command never started"
+            await asyncio.sleep(0.02)
         sessions = _descendants(server.pid)
         started = time.monotonic()
         server.stop()

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -322,6 +323,73 @@ def test_encrypted_key_wrong_passphrase(transport_name: str, server: Server) -> 
     with pytest.raises(AuthenticationError, match="key file") as caught:
         _connect(transport_name, _host(server, creds), _options(server))
     assert "not-the-passphrase" not in str(caught.value)
+
+
+class LateKeyFile:
+    """A key file (a symlink to a FIFO) whose content arrives only after *late* seconds:
+    a key that takes longer to load than the connect timeout, as a passphrase-protected
+    key's bcrypt rounds can on a busy machine. Each read gets the key once (paramiko
+    reads the file twice): before closing the FIFO of one read, the link moves on to a
+    new FIFO, so the reader's next open cannot join the read before it."""
+
+    def __init__(self, folder: Path, key: bytes, late: float) -> None:
+        self.folder, self.key, self.late = folder, key, late
+        self.path = folder / "slow_key"
+        self.fifo = self._fifo(0)
+        self.path.symlink_to(self.fifo)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _fifo(self, number: int) -> Path:
+        fifo = self.folder / f"fifo{number}"
+        os.mkfifo(fifo, 0o600)
+        return fifo
+
+    def _serve(self) -> None:
+        if self.stopped.wait(self.late):  # the fault itself: the key is late
+            return
+        number = 0
+        while not self.stopped.is_set():
+            with self.fifo.open("wb") as pipe:  # waits for a reader
+                with contextlib.suppress(BrokenPipeError):
+                    pipe.write(self.key)
+                    pipe.flush()
+                number += 1
+                self.fifo = self._fifo(number)
+                moved = self.folder / "moved"
+                moved.symlink_to(self.fifo)
+                moved.replace(self.path)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        opened = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)  # frees a waiting open
+        try:
+            self.thread.join(COMMAND_TIMEOUT)
+        finally:
+            os.close(opened)
+        assert not self.thread.is_alive()
+
+
+def test_reading_the_key_is_no_part_of_the_connect_timeout(
+    transport_name: str, fleet_server: Server, tmp_path: Path
+) -> None:
+    """The connect timeout starts once the key is loaded: a key that takes longer than
+    the timeout to read is not reported as "no SSH handshake"."""
+    late = CONNECT_TIMEOUT + 1.0
+    key_file = LateKeyFile(tmp_path, fleet_server.client_key_enc.read_bytes(), late)
+    creds = Credentials(
+        username=fleet_server.username,
+        key_file=str(key_file.path),
+        passphrase=Secret(fleet_server.key_passphrase),
+    )
+    began = time.monotonic()
+    try:
+        ran = _run(transport_name, _host(fleet_server, creds), _options(fleet_server), "echo in")
+    finally:
+        key_file.stop()
+    assert (ran.exit_status, ran.stdout) == (0, b"in\n")
+    assert time.monotonic() - began >= late
 
 
 def test_wrong_password(transport_name: str, server: Server) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -95,9 +96,40 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _WholeWrites(io.BufferedWriter):
+    """Unbuffered, as ``python -u`` asks, yet every write whole or an error."""
+
+    def write(self, data: Any) -> int:
+        written = super().write(data)
+        self.flush()
+        return written
+
+
+def whole_stdout_writes() -> None:
+    """Under ``python -u`` (PYTHONUNBUFFERED) sys.stdout writes to the raw file, whose
+    write() may take only part of a large text (a pipe's reader closing it mid-write, a
+    signal) and TextIOWrapper drops the rest without an error: ``| head`` on a gathered
+    digest then ended with exit 0 instead of 141, and output could be cut silently. Put a
+    writer between them that writes it all (or raises), and flushes every write."""
+    stream = sys.stdout
+    raw = getattr(stream, "buffer", None)
+    # only the interpreter's own stdout, still referenced as sys.__stdout__ (the GC must
+    # not close it and the file with it)
+    original = stream is sys.__stdout__
+    if original and isinstance(stream, io.TextIOWrapper) and isinstance(raw, io.RawIOBase):
+        sys.stdout = io.TextIOWrapper(
+            _WholeWrites(raw),
+            encoding=stream.encoding,
+            errors=stream.errors,
+            line_buffering=stream.line_buffering,
+            write_through=True,
+        )
+
+
 def run_main(command: click.Command, prog_name: str) -> NoReturn:
     """Run a click command as a program: click's own usage errors in hostbatch's one-line
     style (exit 2), a closed stdout quiet (exit 141)."""
+    whole_stdout_writes()
     try:
         code = command.main(prog_name=prog_name, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:

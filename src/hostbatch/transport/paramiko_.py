@@ -64,6 +64,7 @@ _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _cache_lock = threading.Lock()
 _key_cache: dict[tuple[str, str | None], paramiko.PKey] = {}
+_key_locks: dict[tuple[str, str | None], threading.Lock] = {}
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -80,8 +81,18 @@ async def _in_thread(func: Callable[..., _T], *args: Any) -> _T:
 
 
 def _load_key(path: str, passphrase: str | None, host: str) -> paramiko.PKey:
-    """Read a private key once per process (many hosts share one key file)."""
+    """Read a private key once per process (many hosts share one key file): hosts that
+    need it meanwhile wait for the same read, not decrypt it again each."""
     cache_key = (path, passphrase)
+    with _cache_lock:
+        lock = _key_locks.setdefault(cache_key, threading.Lock())
+    with lock:
+        return _read_key(path, passphrase, host, cache_key)
+
+
+def _read_key(
+    path: str, passphrase: str | None, host: str, cache_key: tuple[str, str | None]
+) -> paramiko.PKey:
     with _cache_lock:
         if cache_key in _key_cache:
             return _key_cache[cache_key]
@@ -298,6 +309,13 @@ class ParamikoTransport:
     # -- connect -----------------------------------------------------------------------
 
     async def connect(self) -> None:
+        creds = self.host.credentials
+        if creds.key_file is not None:
+            # Before the connect timeout starts, as the asyncssh transport does: decrypting a
+            # passphrase-protected key takes seconds of bcrypt rounds on a busy machine,
+            # which were counted as "no SSH handshake within ...s".
+            passphrase = creds.passphrase.reveal() if creds.passphrase else None
+            await _in_thread(_load_key, creds.key_file, passphrase, self.host.name)
         sock: paramiko.Channel | None = None
         if self.host.jump is not None:
             sock = await self._connect_jump(self.host.jump)
