@@ -10,7 +10,6 @@ finish), node03 and node04 hold, node05 and node06 wait their turn."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -22,6 +21,7 @@ import pytest
 from hostbatch.engine.executors.dask_ import CLOSE_WAIT, SCHEDULER_TIMEOUT
 from hostbatch.testing import Fleet, FleetThread
 from tests.dask.conftest import Cluster
+from tests.dask.test_dask_engine import _alive
 from tests.fixtures.cli import cli_argv, cli_env, run_cli
 
 NAMES = [f"node0{i}" for i in range(1, 7)]
@@ -52,14 +52,6 @@ def roots(fleet: Fleet) -> Iterator[dict[str, Path]]:
     yield paths
     for root in paths.values():
         (root / "release").touch()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _until(check: object, deadline: float) -> bool:

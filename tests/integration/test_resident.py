@@ -17,9 +17,7 @@ import asyncio
 import os
 import posixpath
 import pwd
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from hostbatch.engine.executors.agent import run_in_agent
 from hostbatch.engine.limits import Limits
 from hostbatch.engine.resident import SHELLS, ResidentShell
 from hostbatch.models import Command, HostResult
-from hostbatch.testing.plugin import SshdFactory
+from hostbatch.testing.plugin import SshdFactory, owned_remote_dir
 from hostbatch.testing.sshd import OpenSSHServer, find_sshd
 from hostbatch.transport.asyncssh_ import AsyncsshTransport
 from hostbatch.transport.base import ConnectOptions
@@ -211,12 +209,8 @@ def resident_shell(server: OpenSSHServer) -> str | None:
 @pytest.fixture
 def remote_dir(verbose_sshd: OpenSSHServer) -> Iterator[Path]:
     """A fresh directory the login user owns (see the plugin's openssh_remote_dir)."""
-    path = Path(tempfile.mkdtemp(prefix="hostbatch-sshd-remote-"))
-    if os.geteuid() == 0:
-        owner = pwd.getpwnam(verbose_sshd.username)
-        os.chown(path, owner.pw_uid, owner.pw_gid)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with owned_remote_dir(verbose_sshd) as path:
+        yield path
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ nothing in test sessions that do not use it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -159,9 +160,19 @@ def openssh_remote_dir(openssh_server: OpenSSHServer) -> Iterator[Path]:
     It is made in the system's temporary directory, not under pytest's ``tmp_path``:
     pytest keeps ``/tmp/pytest-of-USER`` private (0700) and every pytest run started
     meanwhile makes it so again, which would lock the login user out mid-test."""
+    with owned_remote_dir(openssh_server) as path:
+        yield path
+
+
+@contextlib.contextmanager
+def owned_remote_dir(server: OpenSSHServer) -> Iterator[Path]:
+    """A fresh directory in the system's temporary directory, owned by *server*'s login
+    user (as root, another user), removed afterwards."""
     path = Path(tempfile.mkdtemp(prefix="hostbatch-sshd-remote-"))
     if os.geteuid() == 0:
-        owner = pwd.getpwnam(openssh_server.username)
+        owner = pwd.getpwnam(server.username)
         os.chown(path, owner.pw_uid, owner.pw_gid)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
