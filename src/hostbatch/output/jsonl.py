@@ -14,7 +14,9 @@ it happens then a summary (``--events``).
   starts, MaxStartups; they were retried: see :class:`hostbatch.models.Throttled`)
 * ``summary`` (last line): ``hosts``, ``counts`` (every status, zeros included),
   ``host_ranges`` (folded names per status present), ``elapsed``, ``exit_code``,
-  ``run_id`` (the journal's run id, null without a journal)
+  ``run_id`` (the journal's run id, null without a journal), ``interrupted`` (true when
+  Ctrl-C, SIGTERM or SIGHUP stopped the run; ``exit_code`` is then 130, 143 or 129) and
+  ``unfinished`` (selected hosts without a result; added by the CLI's ``EventsSummary``)
 """
 
 from __future__ import annotations
