@@ -87,6 +87,12 @@ def test_same_directory_runs_at_once_another_directory_waits(
         try:
             wait_until(lambda: WAITING in other_err.read_text(), "the waiting note")
             assert other.poll() is None and first.poll() is None
+            listed = run_cli("agent", "status", env=agent_env).stdout
+            runs = sorted(line for line in listed.splitlines() if ": a run on " in line)
+            assert len(runs) == 2, listed
+            assert runs[0].startswith("running for ") and runs[0].endswith(f"from {here}")
+            assert runs[1].startswith("waiting for ") and runs[1].endswith(f"from {elsewhere}")
+            assert "2 host(s)" in runs[0] and "2 host(s)" in runs[1]
             gate.touch()
             out, _ = other.communicate(timeout=60)
             assert other.returncode == 0, other_err.read_text()
@@ -103,3 +109,4 @@ def test_same_directory_runs_at_once_another_directory_waits(
             first.kill()
     status = run_cli("agent", "status", env=agent_env)
     assert "2 open connection(s)" in status.stdout  # all three runs shared two logins
+    assert ": a run on " not in status.stdout  # none in progress any more

@@ -48,6 +48,11 @@ def format_status(info: dict[str, Any], connections: list[dict[str, Any]]) -> li
         f"agent pid {info['pid']}, socket {info['socket']}, idle limit "
         f"{_duration(info['idle'])}, {len(connections)} open connection(s)"
     ]
+    lines += [
+        f"{run['state']} for {_duration(run['for'])}: a run on {run['hosts']} host(s) "
+        f"from {run['cwd']}"
+        for run in info.get("runs", [])
+    ]
     if connections:
         width = max(len("HOST"), *(len(c["host"]) for c in connections))
         lines.append(f"{'HOST':<{width}}  {'ADDRESS':<21}  {'USER':<12}  {'AGE':>5}  IDLE")
@@ -67,7 +72,8 @@ def agent_command() -> None:
 @agent_command.command("status")
 @handle_errors
 def status_command() -> None:
-    """Show the agent and its open connections (host, address, user, age, idle)."""
+    """Show the agent, its runs in progress or waiting, and its open connections (host,
+    address, user, age, idle)."""
     reply = asyncio.run(request(("status",)))
     if reply is None:
         click.echo("no agent is running")

@@ -47,7 +47,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -359,6 +359,17 @@ Context = tuple[str, tuple[tuple[str, str], ...]]
 """A run's working directory and the :data:`ENV_PASSED` variables it has set."""
 
 
+@dataclass
+class RunInfo:
+    """A run in the agent, as ``agent status`` shows it (no command text: only its size,
+    its client's directory and how long it has waited or run)."""
+
+    hosts: int
+    cwd: str
+    state: str = "running"
+    since: float = field(default_factory=time.monotonic)
+
+
 class Turns:
     """Runs share the process's working directory and environment: runs of one context go
     on at once, another context waits until they have ended. Waiters are served in order
@@ -426,6 +437,7 @@ class Agent:
         self.last_request = time.monotonic()
         self.stopping = asyncio.Event()
         self.runs: set[asyncio.Future[list[str]]] = set()
+        self.in_progress: dict[int, RunInfo] = {}  # what `agent status` lists
 
     async def serve(self) -> None:
         server = await asyncio.start_unix_server(self._handle, path=str(self.path))
@@ -474,6 +486,11 @@ class Agent:
         kind = request[0]
         if kind == "status":
             info = {"pid": os.getpid(), "idle": self.idle, "socket": str(self.path)}
+            now = time.monotonic()
+            info["runs"] = [
+                {"hosts": run.hosts, "cwd": run.cwd, "state": run.state, "for": now - run.since}
+                for run in self.in_progress.values()
+            ]
             writer.write(encode(("status", info, self.pool.status())))
         elif kind == "stop":
             writer.write(encode(("stopped",)))
@@ -502,9 +519,11 @@ class Agent:
         outbox = _Outbox(writer)
         watcher = asyncio.ensure_future(reader.read(1))  # any byte, or EOF: cancel
         context: Context = (cwd, tuple(sorted(env.items())))
+        info = RunInfo(len(plan.hosts), cwd)
         if self.turns.must_wait(context):
             writer.write(encode(("waiting", WAITING)))
-        turn = asyncio.ensure_future(self._turn(context, plan, env, outbox, watcher))
+            info.state = "waiting"
+        turn = asyncio.ensure_future(self._turn(context, plan, env, outbox, watcher, info=info))
         self.runs.add(turn)  # the agent's stop cancels it, waiting or running
         try:
             await asyncio.wait({turn, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -513,6 +532,7 @@ class Agent:
             reply = await self._outcome(turn)
         finally:
             self.runs.discard(turn)
+            self.in_progress.pop(id(info), None)
             watcher.cancel()
         outbox.flush()
         writer.write(encode(reply))
@@ -524,9 +544,13 @@ class Agent:
         env: Mapping[str, str],
         outbox: _Outbox,
         watcher: asyncio.Future[bytes],
+        *,
+        info: RunInfo,
     ) -> list[str]:
         """The run, once its context's turn has come; the hosts it reconnected."""
+        self.in_progress[id(info)] = info
         async with self.turns.turn(context):  # ~ and relative paths are the client's
+            info.state, info.since = "running", time.monotonic()
             keys = {h.name: self.fingerprint.of(plan, h, env) for h in plan.hosts}
             pool = RunPool(self.pool, keys)
             run = asyncio.ensure_future(_execute(plan, outbox.emit, pool))
