@@ -75,7 +75,7 @@ ENV_PASSED = ("HOME", "SSH_AUTH_SOCK", SWITCH)  # the client's, applied while it
 REFUSED = "refused: this agent serves only its own user"
 WAITING = (
     "the agent is running a run from another directory or environment; "
-    "this one starts when that ends"
+    "this one starts when that ends ('hostbatch agent status' lists them)"
 )
 PROTOCOL = 1  # with hostbatch's version: a run's plan is only handed to the same code
 
