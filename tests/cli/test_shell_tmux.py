@@ -139,13 +139,7 @@ def recorded(tmp_path: Path) -> list[RunSummary]:
 def test_ctrl_c_cancels_everywhere_and_keeps_the_shell(
     shell: Tmux, fleet: tuple[Fleet, Path], tmp_path: Path
 ) -> None:
-    started, _ = fleet
-    for name in ("node01", "node02"):
-        (started.host(name).root / "shell-pid").unlink(missing_ok=True)
-    shell.keys(":select node01,node02", "Enter")
-    shell.wait_for(lambda s: "hostbatch [node[01-02]]>" in s)
-    shell.keys("echo $$ > shell-pid; exec sleep 300", "Enter")
-    pids = _remote_pids(started, ("node01", "node02"))
+    pids = _hold_two(shell, fleet[0])
     shell.keys("C-c")
     shell.wait_for(lambda s: "cancelled on every host; back at the prompt" in s)
     _wait_gone(pids)
@@ -174,6 +168,16 @@ def test_menu_history_and_exit(shell: Tmux, tmp_path: Path) -> None:
         time.sleep(0.1)
 
 
+def _hold_two(shell: Tmux, started: Fleet) -> list[int]:
+    """Select node01 and node02, start a long command on both; its remote pids."""
+    for name in ("node01", "node02"):
+        (started.host(name).root / "shell-pid").unlink(missing_ok=True)
+    shell.keys(":select node01,node02", "Enter")
+    shell.wait_for(lambda s: "hostbatch [node[01-02]]>" in s)
+    shell.keys("echo $$ > shell-pid; exec sleep 300", "Enter")
+    return _remote_pids(started, ("node01", "node02"))
+
+
 def _remote_pids(started: Fleet, names: tuple[str, ...]) -> list[int]:
     """The pids the hosts wrote to shell-pid once the command runs (waited for)."""
     pid_files = [started.host(n).root / "shell-pid" for n in names]
@@ -194,13 +198,7 @@ def _wait_gone(pids: list[int]) -> None:
 def test_closed_terminal_stops_the_command_and_records_the_hangup(
     shell: Tmux, fleet: tuple[Fleet, Path], tmp_path: Path
 ) -> None:
-    started, _ = fleet
-    for name in ("node01", "node02"):
-        (started.host(name).root / "shell-pid").unlink(missing_ok=True)
-    shell.keys(":select node01,node02", "Enter")
-    shell.wait_for(lambda s: "hostbatch [node[01-02]]>" in s)
-    shell.keys("echo $$ > shell-pid; exec sleep 300", "Enter")
-    pids = _remote_pids(started, ("node01", "node02"))
+    pids = _hold_two(shell, fleet[0])
     shell.close()  # tmux kill-session: SIGHUP, as when the terminal window is closed
     _wait_gone(pids)
     deadline = time.monotonic() + DEADLINE

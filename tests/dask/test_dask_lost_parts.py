@@ -20,6 +20,7 @@ import pytest
 
 from hostbatch.engine.executors.dask_ import CLOSE_WAIT, SCHEDULER_TIMEOUT
 from hostbatch.testing import Fleet, FleetThread
+from tests.cli.test_signals import wait_until
 from tests.dask.conftest import Cluster
 from tests.dask.test_dask_engine import _alive
 from tests.fixtures.cli import cli_argv, cli_env, run_cli
@@ -52,17 +53,6 @@ def roots(fleet: Fleet) -> Iterator[dict[str, Path]]:
     yield paths
     for root in paths.values():
         (root / "release").touch()
-
-
-def _until(check: object, deadline: float) -> bool:
-    """Poll *check* (a callable) every 50 ms until it is true or *deadline* passes."""
-    assert callable(check)
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _start_held_run(
@@ -118,14 +108,14 @@ def test_scheduler_lost_mid_run_fails_the_rest_and_shards_stop(
         assert all(f"{n} ✗ error: {lost}" in err for n in HELD + QUEUED), err
         # the shards stopped their hosts' commands themselves (the worker process, when
         # it exits, is too late for the deadline)
-        assert _until(lambda: not any(_alive(pid) for pid in pids), STOP_DEADLINE), (
+        assert wait_until(lambda: not any(_alive(pid) for pid in pids), STOP_DEADLINE), (
             "remote commands still running"
         )
         # the worker, without its scheduler, exits once its shards have returned (it
         # would wait 30 s for a shard still running): then no queued host ever started
         own_cluster.scheduler.kill()
         worker = own_cluster.workers["w"]
-        assert _until(lambda: worker.poll() is not None, STOP_DEADLINE)
+        assert wait_until(lambda: worker.poll() is not None, STOP_DEADLINE)
         assert not any((roots[n] / "pid").exists() for n in QUEUED)
         shown = run_cli("show", "last", "--journal", str(journal), "--json")
         assert shown.returncode == 0, shown.stderr
@@ -148,11 +138,11 @@ def test_cli_killed_mid_run_shards_stop_their_commands(
     pids = [int((roots[n] / "pid").read_text()) for n in HELD]
     process.send_signal(signal.SIGKILL)  # nothing to catch: the shards are on their own
     process.communicate(timeout=START_DEADLINE)
-    assert _until(lambda: not any(_alive(pid) for pid in pids), STOP_DEADLINE), (
+    assert wait_until(lambda: not any(_alive(pid) for pid in pids), STOP_DEADLINE), (
         "remote commands still running after their CLI was killed"
     )
     # the shards returned: no task runs on the worker any more (Client.call_stack asks
     # the workers what their threads execute), and they started no queued host
     with Client(own_cluster.address, timeout=START_DEADLINE) as client:  # type: ignore[no-untyped-call]
-        assert _until(lambda: not any(client.call_stack().values()), STOP_DEADLINE)
+        assert wait_until(lambda: not any(client.call_stack().values()), STOP_DEADLINE)
     assert not any((roots[n] / "pid").exists() for n in QUEUED)
