@@ -359,7 +359,7 @@ Context = tuple[str, tuple[tuple[str, str], ...]]
 """A run's working directory and the :data:`ENV_PASSED` variables it has set."""
 
 
-@dataclass
+@dataclass(eq=False)  # each run its own, kept in a set
 class RunInfo:
     """A run in the agent, as ``agent status`` shows it (no command text: only its size,
     its client's directory and how long it has waited or run)."""
@@ -437,7 +437,7 @@ class Agent:
         self.last_request = time.monotonic()
         self.stopping = asyncio.Event()
         self.runs: set[asyncio.Future[list[str]]] = set()
-        self.in_progress: dict[int, RunInfo] = {}  # what `agent status` lists
+        self.in_progress: set[RunInfo] = set()  # what `agent status` lists
 
     async def serve(self) -> None:
         server = await asyncio.start_unix_server(self._handle, path=str(self.path))
@@ -489,7 +489,7 @@ class Agent:
             now = time.monotonic()
             info["runs"] = [
                 {"hosts": run.hosts, "cwd": run.cwd, "state": run.state, "for": now - run.since}
-                for run in self.in_progress.values()
+                for run in self.in_progress
             ]
             writer.write(encode(("status", info, self.pool.status())))
         elif kind == "stop":
@@ -520,6 +520,7 @@ class Agent:
         watcher = asyncio.ensure_future(reader.read(1))  # any byte, or EOF: cancel
         context: Context = (cwd, tuple(sorted(env.items())))
         info = RunInfo(len(plan.hosts), cwd)
+        self.in_progress.add(info)
         if self.turns.must_wait(context):
             writer.write(encode(("waiting", WAITING)))
             info.state = "waiting"
@@ -532,7 +533,7 @@ class Agent:
             reply = await self._outcome(turn)
         finally:
             self.runs.discard(turn)
-            self.in_progress.pop(id(info), None)
+            self.in_progress.discard(info)
             watcher.cancel()
         outbox.flush()
         writer.write(encode(reply))
@@ -548,7 +549,6 @@ class Agent:
         info: RunInfo,
     ) -> list[str]:
         """The run, once its context's turn has come; the hosts it reconnected."""
-        self.in_progress[id(info)] = info
         async with self.turns.turn(context):  # ~ and relative paths are the client's
             info.state, info.since = "running", time.monotonic()
             keys = {h.name: self.fingerprint.of(plan, h, env) for h in plan.hosts}
