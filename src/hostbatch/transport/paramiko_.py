@@ -87,15 +87,16 @@ def _load_key(path: str, passphrase: str | None, host: str) -> paramiko.PKey:
     with _cache_lock:
         lock = _key_locks.setdefault(cache_key, threading.Lock())
     with lock:
-        return _read_key(path, passphrase, host, cache_key)
+        with _cache_lock:
+            if cache_key in _key_cache:
+                return _key_cache[cache_key]
+        key = _read_key(path, passphrase, host)
+        with _cache_lock:
+            _key_cache[cache_key] = key
+        return key
 
 
-def _read_key(
-    path: str, passphrase: str | None, host: str, cache_key: tuple[str, str | None]
-) -> paramiko.PKey:
-    with _cache_lock:
-        if cache_key in _key_cache:
-            return _key_cache[cache_key]
+def _read_key(path: str, passphrase: str | None, host: str) -> paramiko.PKey:
     try:
         # from_path hands the password straight to cryptography, which wants bytes
         # (the stubs say str): pass bytes.
@@ -109,8 +110,6 @@ def _read_key(
         text = str(exc)
         reason = "wrong or missing passphrase" if _mentions_passphrase(text) else text
         raise AuthenticationError(f"cannot load key file {path}: {reason}", host=host) from None
-    with _cache_lock:
-        _key_cache[cache_key] = key
     return key
 
 
